@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A client: one process connected to devmemd, its userfaultfd, its staging
+ * area, its device page table and its share of device memory.
+ */
+#ifndef DEVMEM_CLIENT_H
+#define DEVMEM_CLIENT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "device.h"
+#include "pagetable.h"
+#include "protocol.h"
+
+/* A migration to the device between BEGIN and COMMIT (or FINISH) */
+struct batch {
+	bool active;
+	bool committed; /* COMMIT done, FINISH awaited */
+	uint64_t addr, end; /* the request */
+	uint64_t first; /* va of the batch's unit 0 */
+	uint32_t nunits;
+	uint32_t flags;
+	uint64_t busy; /* units the batch holds busy */
+	uint64_t move; /* units the client moves to its staging slots */
+};
+
+/* Folios written to staging slots by BACK, awaiting BACK_DONE */
+struct back_moves {
+	uint32_t n;
+	struct dm_move move[DM_MAX_BATCH];
+};
+
+struct resolver;
+
+struct client {
+	struct device *dev;
+	uint32_t id;
+	pid_t pid;
+	uid_t uid;
+	atomic_int refs;
+	struct list_head node; /* device->clients */
+
+	/* set by ATTACH */
+	bool attached;
+	int uffd; /* the client's userfaultfd */
+	int helper_sock; /* to the helper thread in the client */
+	uint64_t uffd_features;
+	uint32_t uffd_flags;
+	uint64_t staging; /* nslots + nfault_slots slots of 2 MB */
+	uint32_t nslots, nfault_slots;
+	int proc_dirfd; /* /proc/PID, pinned to this process */
+	int pagemap_fd;
+	pthread_mutex_t helper_lock; /* one helper request at a time */
+	uint32_t helper_seq;
+	struct resolver *resolvers; /* fault.c */
+	int nresolvers;
+	atomic_bool stopping;
+
+	pthread_mutex_t lock; /* everything below */
+	pthread_cond_t idle; /* a unit stopped being busy */
+	struct pagetable pt;
+	struct batch batch;
+	struct back_moves back;
+	uint64_t fault_slots_busy; /* bitmap of fault slots in use */
+	atomic_uint_fast64_t used_pages; /* device pages held */
+	struct counters counters;
+};
+
+static inline uint64_t slot_addr(const struct client *c, uint32_t slot)
+{
+	return c->staging + (uint64_t)slot * UNIT_SIZE;
+}
+
+/* A new client for a connection from pid/uid; it holds one reference. */
+struct client *client_new(struct device *d, pid_t pid, uid_t uid);
+void client_get(struct client *c);
+void client_put(struct client *c);
+
+/* Take over the client's userfaultfd and helper socket (ownership of the fds
+ * passes to the client even on error) and start its fault resolvers. */
+int client_attach(struct client *c, const struct dm_attach *a, int uffd,
+		  int helper_sock);
+
+/* The connection is gone: stop the resolvers, free all device memory, leave
+ * the process (if it lives on) with no registered units. */
+void client_release(struct client *c);
+
+/* Wait (lock held) until the unit at va is not busy; returns it, or NULL if
+ * no unit exists there any more. */
+struct unit *client_wait_unit(struct client *c, struct range *r, uint64_t va);
+
+/* Register / unregister a unit with the client's userfaultfd (lock held). */
+int client_unit_register(struct client *c, struct range *r, struct unit *u);
+/* Drop a unit that holds no device memory and is not busy: unregister it
+ * from the userfaultfd, take it off the LRU and free it (lock held). */
+void client_unit_drop_if_empty(struct client *c, struct range *r,
+			       struct unit *u);
+
+/* Clear a unit's busy flag (lock held; may free the unit) and hand back the
+ * faults parked on it; the caller resolves them after unlocking.  Returns
+ * how many were stored in out. */
+uint32_t client_unit_unbusy(struct client *c, struct range *r, struct unit *u,
+			    struct parked_fault *out, uint32_t max);
+
+/* Clear a unit's busy flag and resolve the faults parked on it.  Called and
+ * returns with the lock held, but drops it while resolving; the unit may be
+ * gone afterwards. */
+void client_unbusy_resolve(struct client *c, struct range *r, struct unit *u);
+
+/* Free one device page of a unit according to the free policy (lock held).
+ * Returns the pages given back to the allocator. */
+unsigned client_free_page(struct client *c, struct unit *u, unsigned i);
+
+/* Split a unit's order-9 folio: it becomes PTE-mapped; under the "split"
+ * free policy its memory becomes 512 order-0 blocks (lock held).  Returns
+ * true if the unit was huge. */
+bool client_unit_split(struct client *c, struct unit *u);
+
+/* Give back all of a unit's device memory without touching the client's
+ * memory (lock held).  Returns the pages that were DEVICE. */
+unsigned client_unit_free_all(struct client *c, struct unit *u);
+
+#endif /* DEVMEM_CLIENT_H */

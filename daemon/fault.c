@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "fault.h"
+#include "log.h"
+#include "migrate.h"
+#include "uffd_compat.h"
+#include "uffdops.h"
+
+struct resolver {
+	struct client *client;
+	int cpu;
+	pthread_t thread;
+	bool started;
+};
+
+int helper_move(struct client *c, uint64_t src, uint64_t dst, uint64_t len,
+		uint64_t *moved)
+{
+	struct dm_helper_move req = { .src = src, .dst = dst, .len = len };
+	uint8_t buf[256];
+	struct dm_msg rep;
+	uint32_t id;
+	int err;
+
+	*moved = 0;
+	pthread_mutex_lock(&c->helper_lock);
+	id = ++c->helper_seq;
+	err = dm_send_msg(c->helper_sock, buf, sizeof(buf), DM_HELPER_MOVE, id,
+			  &req, NULL, 0, NULL, 0);
+	if (!err)
+		err = dm_recv_msg(c->helper_sock, buf, sizeof(buf), &rep, NULL,
+				  NULL);
+	pthread_mutex_unlock(&c->helper_lock);
+	if (err)
+		return err;
+	if (rep.hdr.type != (DM_HELPER_MOVE | DM_REPLY) || rep.hdr.id != id) {
+		dm_msg_release(&rep);
+		return -EPROTO;
+	}
+	*moved = MIN(rep.u.helper_reply.moved, len);
+	return rep.u.helper_reply.status;
+}
+
+static int take_fault_slot(struct client *c)
+{
+	for (uint32_t j = 0; j < c->nfault_slots; j++)
+		if (!(c->fault_slots_busy >> j & 1)) {
+			c->fault_slots_busy |= 1ull << j;
+			return (int)j;
+		}
+	return -1;
+}
+
+/* The whole folio comes back as a THP: write it to a fault slot, and the
+ * client's helper thread moves it into place (lock held on entry and exit,
+ * dropped in between while the unit is busy). */
+static void fault_return_folio(struct client *c, struct range *r,
+			       struct unit *u, int slot)
+{
+	uint64_t va = slot_addr(c, c->nslots + (uint32_t)slot), moved = 0;
+	int err;
+
+	atomic_store(&u->busy, BUSY_FAULT);
+	pthread_mutex_unlock(&c->lock);
+	err = folio_write_slot(c, u, va);
+	if (!err)
+		err = helper_move(c, va, u->va, UNIT_SIZE, &moved);
+	pthread_mutex_lock(&c->lock);
+	if (err)
+		log_debug("client %u: folio %#llx back through the helper: %s (moved %llu)",
+			  c->id, (unsigned long long)u->va, strerror(-err),
+			  (unsigned long long)moved);
+	unit_finish_huge(c, u, moved);
+	c->fault_slots_busy &= ~(1ull << slot);
+	client_unbusy_resolve(c, r, u);
+}
+
+void fault_resolve(struct client *c, uint64_t addr, uint64_t flags)
+{
+	bool write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
+	struct range *r;
+	struct unit *u;
+	unsigned i;
+	int slot;
+
+	addr = ALIGN_DOWN(addr, PAGE_SIZE);
+	pthread_mutex_lock(&c->lock);
+	r = pt_find_range(&c->pt, addr);
+	u = r ? range_unit(r, addr) : NULL;
+	if (u && atomic_load(&u->busy) != UNIT_IDLE) {
+		while (pt_park(&c->pt, addr, flags)) {
+			pthread_mutex_unlock(&c->lock);
+			usleep(1000); /* no memory to park it: come back */
+			pthread_mutex_lock(&c->lock);
+		}
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	i = unit_page(addr);
+	if (!u || u->pte[i].state != DPTE_DEVICE) {
+		/* a hole next to device pages, or a page that came back
+		 * meanwhile (then this only wakes the thread) */
+		int err = uffd_zero(c->uffd, addr, PAGE_SIZE, write);
+
+		if (err == -ENOENT) /* unregistered meanwhile */
+			uffd_wake(c->uffd, addr, PAGE_SIZE);
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	count(c, CNT_CPU_FAULTS, 1);
+	if (u->huge && device_policy(c->dev, DM_POL_FAULT) == 0 /* folio */) {
+		if (unit_all_zero(u)) {
+			/* unregistering wakes the thread; its retry maps a
+			 * THP or the huge zero page, as on plain memory */
+			client_unit_free_all(c, u);
+			count(c, CNT_TO_SYSTEM, FOLIO_PAGES);
+			count(c, CNT_HUGE, 1);
+			client_unit_drop_if_empty(c, r, u);
+			pthread_mutex_unlock(&c->lock);
+			return;
+		}
+		slot = take_fault_slot(c);
+		if (slot >= 0) {
+			fault_return_folio(c, r, u, slot);
+			pthread_mutex_unlock(&c->lock);
+			return;
+		}
+	}
+	client_unit_split(c, u);
+	unit_return_4k(c, u, i, i + 1);
+	client_unit_drop_if_empty(c, r, u);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void *resolver_main(void *arg)
+{
+	struct resolver *rs = arg;
+	struct client *c = rs->client;
+	struct uffd_msg msgs[16];
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(rs->cpu, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	while (!atomic_load(&c->stopping)) {
+		ssize_t n = read(c->uffd, msgs, sizeof(msgs));
+
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			log_err("client %u: reading its userfaultfd: %s", c->id,
+				strerror(errno));
+			break;
+		}
+		for (size_t k = 0; k < (size_t)n / sizeof(msgs[0]); k++) {
+			const struct uffd_msg *m = &msgs[k];
+
+			if (m->event == UFFD_EVENT_PAGEFAULT)
+				fault_resolve(c, m->arg.pagefault.address,
+					      m->arg.pagefault.flags);
+			else
+				log_debug("client %u: userfaultfd event %u ignored",
+					  c->id, m->event);
+		}
+	}
+	return NULL;
+}
+
+int fault_start(struct client *c)
+{
+	struct resolver *rs;
+	pthread_attr_t attr;
+	int flags, n = c->dev->ncpus;
+
+	/* resolvers block in read(); the client may have made the fd
+	 * non-blocking (the flag is shared by both ends) */
+	flags = fcntl(c->uffd, F_GETFL);
+	if (flags >= 0 && flags & O_NONBLOCK)
+		fcntl(c->uffd, F_SETFL, flags & ~O_NONBLOCK);
+	rs = calloc((size_t)n, sizeof(*rs));
+	if (!rs)
+		return -ENOMEM;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 << 10);
+	c->resolvers = rs;
+	for (int k = 0; k < n; k++) {
+		int err;
+
+		rs[k].client = c;
+		rs[k].cpu = k;
+		err = pthread_create(&rs[k].thread, &attr, resolver_main, &rs[k]);
+		if (err) {
+			log_err("client %u: starting a fault resolver: %s", c->id,
+				strerror(err));
+			pthread_attr_destroy(&attr);
+			c->nresolvers = k;
+			fault_stop(c);
+			return -err;
+		}
+		rs[k].started = true;
+	}
+	c->nresolvers = n;
+	pthread_attr_destroy(&attr);
+	return 0;
+}
+
+void fault_stop(struct client *c)
+{
+	struct resolver *rs = c->resolvers;
+
+	if (!rs)
+		return;
+	atomic_store(&c->stopping, true);
+	for (int k = 0; k < c->nresolvers; k++) {
+		/* a resolver blocks in read(): SIGUSR1 (no SA_RESTART)
+		 * interrupts it; repeat in case it arrived just before */
+		for (;;) {
+			struct timespec ts;
+
+			pthread_kill(rs[k].thread, SIGUSR1);
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 5 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			if (!pthread_timedjoin_np(rs[k].thread, NULL, &ts))
+				break;
+		}
+	}
+	free(rs);
+	c->resolvers = NULL;
+	c->nresolvers = 0;
+}

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The CPU fault path: resolver threads read a client's userfaultfd with a
+ * blocking read() (not through io_uring: that adds ~28 us per event on this
+ * machine kind) and bring device pages back.  There is one resolver per CPU,
+ * pinned, so that a fault is picked up by the thread sharing the faulting
+ * thread's CPU without a cross-CPU wake-up (~25-30 us on a VM).
+ *
+ * Rule that keeps faults and migrations apart: a client's registered unit is
+ * only ever filled under the client's lock, or while the filler holds the
+ * unit busy (and then faults on it are parked, and resolved when it is
+ * released).
+ */
+#ifndef DEVMEM_FAULT_H
+#define DEVMEM_FAULT_H
+
+#include <stdint.h>
+
+struct client;
+
+int fault_start(struct client *c);
+void fault_stop(struct client *c);
+
+/* Resolve (or park) one fault at addr with UFFD_PAGEFAULT_FLAG_* flags. */
+void fault_resolve(struct client *c, uint64_t addr, uint64_t flags);
+
+/* Ask the client's helper thread to UFFDIO_MOVE [src, src + len) to dst.
+ * *moved is set to the bytes moved.  Returns 0 or a negative errno. */
+int helper_move(struct client *c, uint64_t src, uint64_t dst, uint64_t len,
+		uint64_t *moved);
+
+#endif /* DEVMEM_FAULT_H */

@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Device -> system: the explicit path (BACK / BACK_DONE), the pieces the
+ * fault path shares with it, and eviction.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "log.h"
+#include "migrate.h"
+#include "uffdops.h"
+
+static const uint8_t zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
+
+/* A fill that meets a changing address space (-EAGAIN) is retried: the
+ * events behind it are being read by the resolvers. */
+static int fill_retry(int (*fill)(struct client *, uint64_t, const void *,
+				  uint64_t),
+		      struct client *c, uint64_t dst, const void *src,
+		      uint64_t len)
+{
+	int err, tries = 0;
+
+	while ((err = fill(c, dst, src, len)) == -EAGAIN && ++tries < 1000)
+		sched_yield();
+	return err;
+}
+
+static int fill_copy(struct client *c, uint64_t dst, const void *src,
+		     uint64_t len)
+{
+	return uffd_copy(c->uffd, dst, src, len);
+}
+
+static int fill_zero(struct client *c, uint64_t dst, const void *src,
+		     uint64_t len)
+{
+	return uffd_zero(c->uffd, dst, len, 0);
+}
+
+unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
+			unsigned last)
+{
+	const struct pool *pool = &c->dev->pool;
+	bool whole = u->huge && first == 0 && last == FOLIO_PAGES;
+	unsigned returned = 0;
+
+	for (unsigned i = first; i < last; i++) {
+		struct dpte *p = &u->pte[i];
+		uint64_t va = u->va + ((uint64_t)i << PAGE_SHIFT);
+		unsigned k = i;
+		int err;
+
+		if (p->state != DPTE_DEVICE)
+			continue;
+		/* one UFFDIO_COPY per run of device pages that are
+		 * contiguous in device memory too */
+		while (k + 1 < last && u->pte[k + 1].state == DPTE_DEVICE &&
+		       !(u->pte[k + 1].flags & DPTE_ZERO) == !(p->flags & DPTE_ZERO) &&
+		       u->pte[k + 1].dpfn == u->pte[k].dpfn + 1)
+			k++;
+		if (p->flags & DPTE_ZERO)
+			err = fill_retry(fill_zero, c, va, NULL,
+					 (uint64_t)(k - i + 1) << PAGE_SHIFT);
+		else
+			err = fill_retry(fill_copy, c, va,
+					 pool_page(pool, p->dpfn),
+					 (uint64_t)(k - i + 1) << PAGE_SHIFT);
+		/* -ESRCH: the process is gone; -ENOENT: the mapping is */
+		if (err && err != -ESRCH && err != -ENOENT)
+			log_warn("client %u: bringing %#llx (+%u pages) back: %s",
+				 c->id, (unsigned long long)va, k - i + 1,
+				 strerror(-err));
+		returned += k - i + 1;
+		if (!whole)
+			for (unsigned j = i; j <= k; j++)
+				client_free_page(c, u, j);
+		i = k;
+	}
+	if (whole)
+		client_unit_free_all(c, u);
+	count(c, CNT_TO_SYSTEM, returned);
+	return returned;
+}
+
+bool unit_all_zero(const struct unit *u)
+{
+	for (unsigned i = 0; i < FOLIO_PAGES; i++)
+		if (u->pte[i].state != DPTE_DEVICE ||
+		    !(u->pte[i].flags & DPTE_ZERO))
+			return false;
+	return true;
+}
+
+int folio_write_slot(struct client *c, const struct unit *u, uint64_t slot_va)
+{
+	const struct pool *pool = &c->dev->pool;
+	struct iovec local[FOLIO_PAGES];
+	struct iovec remote = { (void *)(uintptr_t)slot_va, UNIT_SIZE };
+	unsigned n = 0;
+	ssize_t done;
+
+	for (unsigned i = 0; i < FOLIO_PAGES; i++) {
+		const struct dpte *p = &u->pte[i];
+		uint8_t *src = p->flags & DPTE_ZERO ?
+				       (uint8_t *)zero_page :
+				       pool_page(pool, p->dpfn);
+
+		if (n && !(p->flags & DPTE_ZERO) &&
+		    (uint8_t *)local[n - 1].iov_base + local[n - 1].iov_len ==
+			    src) {
+			local[n - 1].iov_len += PAGE_SIZE;
+			continue;
+		}
+		local[n].iov_base = src;
+		local[n].iov_len = PAGE_SIZE;
+		n++;
+	}
+	done = process_vm_writev(c->pid, local, n, &remote, 1, 0);
+	if (done < 0)
+		return -errno;
+	return done == (ssize_t)UNIT_SIZE ? 0 : -EFAULT;
+}
+
+bool unit_finish_huge(struct client *c, struct unit *u, uint64_t moved)
+{
+	unsigned in_place = (unsigned)(MIN(moved, UNIT_SIZE) >> PAGE_SHIFT);
+
+	if (in_place == FOLIO_PAGES) {
+		client_unit_free_all(c, u);
+		count(c, CNT_TO_SYSTEM, FOLIO_PAGES);
+		count(c, CNT_HUGE, 1);
+		return true;
+	}
+	/* the system side could not take it whole: split, and bring the
+	 * rest back 4 KB at a time */
+	client_unit_split(c, u);
+	for (unsigned i = 0; i < in_place; i++)
+		client_free_page(c, u, i);
+	count(c, CNT_TO_SYSTEM, in_place);
+	unit_return_4k(c, u, in_place, FOLIO_PAGES);
+	return false;
+}
+
+/* Whether BACK may bring this piece back as one THP */
+static bool back_whole(struct client *c, const struct unit *u, uint64_t ps,
+		       uint64_t pe, uint32_t flags)
+{
+	return u->huge && ps == u->va && pe == u->va + UNIT_SIZE &&
+	       !(flags & 1 /* DEVMEM_MIGRATE_4K */) &&
+	       device_policy(c->dev, DM_POL_GRANULARITY) == 0;
+}
+
+int migrate_back(struct client *c, const struct dm_migrate *m,
+		 struct dm_result_reply *rep, struct dm_move *moves)
+{
+	uint64_t end = m->addr + m->len;
+	uint32_t nslots = MIN(m->nslots, c->nslots), k = 0;
+	struct range *r;
+	int err = migrate_check_span(c, m->addr, m->len, m->flags);
+
+	memset(rep, 0, sizeof(*rep));
+	if (err)
+		return err;
+	pthread_mutex_lock(&c->lock);
+	if (c->batch.active || c->back.n) {
+		pthread_mutex_unlock(&c->lock);
+		return -EBUSY;
+	}
+	r = pt_find_span(&c->pt, m->addr, m->len);
+	if (!r) {
+		pthread_mutex_unlock(&c->lock);
+		return -EINVAL;
+	}
+	rep->next = end;
+	for (uint64_t va = ALIGN_DOWN(m->addr, UNIT_SIZE); va < end;
+	     va += UNIT_SIZE) {
+		uint64_t ps = MAX(va, m->addr), pe = MIN(va + UNIT_SIZE, end);
+		unsigned npages = (unsigned)((pe - ps) >> PAGE_SHIFT);
+		struct unit *u = client_wait_unit(c, r, va);
+
+		if (!u) {
+			rep->pages += npages;
+			continue;
+		}
+		if (back_whole(c, u, ps, pe, m->flags) && unit_all_zero(u)) {
+			/* nothing to copy: an empty unit faults in as a THP
+			 * (or the huge zero page) once it is unregistered */
+			client_unit_free_all(c, u);
+			count(c, CNT_TO_SYSTEM, FOLIO_PAGES);
+			count(c, CNT_HUGE, 1);
+			rep->huge++;
+			rep->pages += npages;
+			client_unit_drop_if_empty(c, r, u);
+			continue;
+		}
+		if (back_whole(c, u, ps, pe, m->flags)) {
+			if (k == nslots) {
+				rep->next = va; /* the client comes back for more */
+				break;
+			}
+			atomic_store(&u->busy, BUSY_REQUEST);
+			pthread_mutex_unlock(&c->lock);
+			err = folio_write_slot(c, u, slot_addr(c, k));
+			pthread_mutex_lock(&c->lock);
+			if (!err) {
+				moves[k] = (struct dm_move){ .dst = va,
+							     .slot = k };
+				c->back.move[k] = moves[k];
+				k++;
+				continue;
+			}
+			log_warn("client %u: writing folio %#llx to its staging: %s",
+				 c->id, (unsigned long long)va, strerror(-err));
+			unit_return_4k(c, u, 0, FOLIO_PAGES);
+			rep->split++;
+			count(c, CNT_SPLITS, 1);
+			rep->pages += npages;
+			client_unbusy_resolve(c, r, u);
+			continue;
+		}
+		if (client_unit_split(c, u))
+			rep->split++;
+		unit_return_4k(c, u, unit_page(ps), unit_page(ps) + npages);
+		rep->pages += npages;
+		client_unit_drop_if_empty(c, r, u);
+	}
+	c->back.n = k;
+	rep->nmoves = k;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+int migrate_back_done(struct client *c, const struct dm_move *moves,
+		      uint32_t n, struct dm_result_reply *rep)
+{
+	memset(rep, 0, sizeof(*rep));
+	pthread_mutex_lock(&c->lock);
+	if (n != c->back.n) {
+		pthread_mutex_unlock(&c->lock);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		if (moves[i].dst != c->back.move[i].dst ||
+		    moves[i].slot != c->back.move[i].slot) {
+			pthread_mutex_unlock(&c->lock);
+			return -EINVAL;
+		}
+	for (uint32_t i = 0; i < n; i++) {
+		struct range *r = pt_find_range(&c->pt, moves[i].dst);
+		struct unit *u = r ? range_unit(r, moves[i].dst) : NULL;
+
+		if (!u || atomic_load(&u->busy) != BUSY_REQUEST)
+			continue; /* cannot happen: BACK holds them */
+		if (moves[i].status)
+			log_debug("client %u: folio %#llx moved %llu bytes: %s",
+				  c->id, (unsigned long long)moves[i].dst,
+				  (unsigned long long)moves[i].moved,
+				  strerror(-moves[i].status));
+		if (unit_finish_huge(c, u, moves[i].status ? moves[i].moved :
+							     UNIT_SIZE))
+			rep->huge++;
+		else
+			rep->split++;
+		rep->pages += FOLIO_PAGES;
+		client_unbusy_resolve(c, r, u);
+	}
+	c->back.n = 0;
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/* Take the least recently used idle unit off the LRU; NULL if none. */
+static struct client *lru_pick(struct device *d, uint64_t *va,
+			       uint64_t *serial)
+{
+	struct client *c = NULL;
+	struct unit *u;
+
+	pthread_mutex_lock(&d->lru_lock);
+	list_for_each_entry(u, &d->lru, lru) {
+		if (atomic_load(&u->busy) != UNIT_IDLE)
+			continue;
+		c = u->client;
+		*va = u->va;
+		*serial = u->serial;
+		client_get(c);
+		list_del_init(&u->lru);
+		u->on_lru = false;
+		break;
+	}
+	pthread_mutex_unlock(&d->lru_lock);
+	return c;
+}
+
+int migrate_evict_one(struct device *d)
+{
+	uint64_t va, serial;
+	struct client *c;
+
+	/* an entry may be stale (the unit went back or got busy since); it
+	 * is off the list now, so this ends */
+	while ((c = lru_pick(d, &va, &serial))) {
+		struct range *r;
+		struct unit *u;
+		bool evicted = false;
+
+		pthread_mutex_lock(&c->lock);
+		r = pt_find_range(&c->pt, va);
+		u = r ? range_unit(r, va) : NULL;
+		if (u && u->serial == serial && u->ndevice &&
+		    atomic_load(&u->busy) == UNIT_IDLE) {
+			atomic_store(&u->busy, BUSY_EVICT);
+			unit_return_4k(c, u, 0, FOLIO_PAGES);
+			count(c, CNT_EVICTIONS, 1);
+			client_unbusy_resolve(c, r, u);
+			evicted = true;
+		}
+		pthread_mutex_unlock(&c->lock);
+		client_put(c);
+		if (evicted)
+			return 1;
+	}
+	return 0;
+}

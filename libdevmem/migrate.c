@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * devmem_migrate: the client's half of the migration protocol (see
+ * daemon/migrate.h for devmemd's half).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "devmem-internal.h"
+#include "uffd_compat.h"
+
+/* Is addr in a writable mapping?  -1 if unmapped; *end is where that
+ * mapping ends. */
+static int vma_writable(uint64_t addr, uint64_t *end)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[512];
+	int ret = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		uint64_t s, e;
+		char perms[5];
+
+		if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %4s", &s, &e,
+			   perms) != 3)
+			continue;
+		if (addr >= s && addr < e) {
+			*end = e;
+			ret = perms[1] == 'w';
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/*
+ * Take the pages of [start, end) out of the CPU's reach into the slot at
+ * dst: atomically, so a concurrent writer either wrote before (and its
+ * write moves with the page) or faults and waits for devmemd.
+ */
+static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
+		    uint64_t dst, uint64_t *stop)
+{
+	uint64_t at = start;
+	int busy_tries = 0;
+
+	*stop = end;
+	while (at < end) {
+		uint64_t moved, vend;
+		int err = dm_uffd_move(dm->uffd, dst + (at - start), at,
+				       end - at,
+				       UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &moved);
+
+		at += moved;
+		if (!err)
+			break;
+		if (err == -EBUSY && busy_tries++ < 3 * (int)FOLIO_PAGES) {
+			/* a page still shared with a fork()ed child: a
+			 * write that changes nothing makes it ours (COW) */
+			__atomic_fetch_add((uint64_t *)(uintptr_t)at, 0,
+					   __ATOMIC_SEQ_CST);
+			continue;
+		}
+		if (err == -EINVAL && vma_writable(at, &vend) == 0) {
+			/* read-only: nobody can write it, so devmemd copies
+			 * it in place and we drop it after */
+			at = MIN(vend, end);
+			continue;
+		}
+		*stop = at;
+		return err;
+	}
+	return 0;
+}
+
+/* Put back what move_out took, after devmemd refused the unit. */
+static int move_back(struct devmem *dm, uint64_t start, uint64_t end,
+		     uint64_t src)
+{
+	uint64_t moved;
+
+	return dm_uffd_move(dm->uffd, start, src + (start & UNIT_MASK),
+			    end - start, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+			    &moved);
+}
+
+static void piece_of(uint64_t first, uint32_t k, uint64_t addr, uint64_t end,
+		     uint64_t *ps, uint64_t *pe)
+{
+	uint64_t va = first + (uint64_t)k * UNIT_SIZE;
+
+	*ps = MAX(va, addr);
+	*pe = MIN(va + UNIT_SIZE, end);
+}
+
+static void add_result(struct devmem_result *res,
+		       const struct dm_result_reply *r)
+{
+	res->pages += r->pages;
+	res->huge += r->huge;
+	res->split += r->split;
+	res->faults += r->faults;
+}
+
+/* One batch of at most STAGING_SLOTS units */
+static int to_device_batch(struct devmem *dm, uint64_t addr, uint64_t end,
+			   unsigned flags, struct devmem_result *res)
+{
+	struct dm_migrate m = { .addr = addr, .len = end - addr, .flags = flags };
+	uint64_t first = ALIGN_DOWN(addr, UNIT_SIZE), moved = 0, todo, pending;
+	struct dm_result_reply cr;
+	struct dm_msg rep;
+	int err, move_err = 0, status;
+
+	err = dm_call(dm, DM_MIGRATE_BEGIN, &m, NULL, 0, NULL, 0, &rep);
+	todo = rep.u.begin_reply.units;
+	dm_msg_release(&rep);
+	if (err)
+		return err;
+	for (uint32_t k = 0; k < DM_MAX_BATCH; k++) {
+		uint64_t ps, pe, stop, slot = dm_slot(dm, k);
+
+		if (!(todo >> k & 1))
+			continue;
+		piece_of(first, k, addr, end, &ps, &pe);
+		err = move_out(dm, ps, pe, slot + (ps & UNIT_MASK), &stop);
+		if (err) {
+			/* leave the unit as it was; devmemd skips it */
+			move_back(dm, ps, stop, slot);
+			madvise((void *)(uintptr_t)slot, UNIT_SIZE,
+				MADV_DONTNEED);
+			move_err = move_err ? move_err : err;
+			continue;
+		}
+		moved |= 1ull << k;
+	}
+	m.units = moved;
+	status = dm_call(dm, DM_MIGRATE_COMMIT, &m, NULL, 0, NULL, 0, &rep);
+	cr = rep.u.result_reply;
+	dm_msg_release(&rep);
+	if (status == -ENOTCONN)
+		return status;
+	add_result(res, &cr);
+	for (uint32_t k = 0; k < DM_MAX_BATCH; k++) {
+		uint64_t ps, pe, slot = dm_slot(dm, k);
+
+		if (!(moved >> k & 1))
+			continue;
+		piece_of(first, k, addr, end, &ps, &pe);
+		if (cr.failed >> k & 1)
+			move_back(dm, ps, pe, slot);
+		else if (cr.units >> k & 1)
+			madvise((void *)(uintptr_t)ps, pe - ps, MADV_DONTNEED);
+		/* slots start empty next time */
+		madvise((void *)(uintptr_t)slot, UNIT_SIZE, MADV_DONTNEED);
+	}
+	pending = cr.units | cr.failed;
+	if (pending) {
+		m.units = pending;
+		err = dm_call(dm, DM_MIGRATE_FINISH, &m, NULL, 0, NULL, 0,
+			      &rep);
+		dm_msg_release(&rep);
+		if (err)
+			return err;
+	}
+	return status ? status : move_err;
+}
+
+int dm_migrate_to_device(struct devmem *dm, uint64_t addr, uint64_t len,
+			 unsigned flags, struct devmem_result *res)
+{
+	uint64_t end = addr + len;
+
+	for (uint64_t at = addr; at < end;) {
+		uint64_t stop = MIN(end, ALIGN_DOWN(at, UNIT_SIZE) +
+						 STAGING_SLOTS * UNIT_SIZE);
+		int err = to_device_batch(dm, at, stop, flags, res);
+
+		if (err)
+			return err;
+		at = stop;
+	}
+	return 0;
+}
+
+int dm_migrate_to_system(struct devmem *dm, uint64_t addr, uint64_t len,
+			 unsigned flags, struct devmem_result *res)
+{
+	struct dm_migrate m = { .flags = flags, .nslots = STAGING_SLOTS };
+	uint64_t end = addr + len;
+
+	for (uint64_t at = addr; at < end;) {
+		struct dm_move moves[DM_MAX_BATCH];
+		struct dm_result_reply br;
+		struct dm_msg rep;
+		uint64_t next;
+		uint32_t n;
+		int err;
+
+		m.addr = at;
+		m.len = end - at;
+		err = dm_call(dm, DM_MIGRATE_BACK, &m, NULL, 0, NULL, 0, &rep);
+		br = rep.u.result_reply;
+		n = MIN(rep.ntail, DM_MAX_BATCH);
+		if (!err)
+			memcpy(moves, rep.tail, n * sizeof(moves[0]));
+		dm_msg_release(&rep);
+		if (err)
+			return err;
+		add_result(res, &br);
+		next = br.next;
+		if (n) {
+			/* each slot holds a whole folio: move it into place,
+			 * where it stays a THP */
+			for (uint32_t i = 0; i < n; i++) {
+				uint64_t slot = dm_slot(dm, moves[i].slot);
+
+				moves[i].status = dm_uffd_move(
+					dm->uffd, moves[i].dst, slot, UNIT_SIZE,
+					0, &moves[i].moved);
+				if (moves[i].moved < UNIT_SIZE)
+					madvise((void *)(uintptr_t)(slot +
+								    moves[i].moved),
+						UNIT_SIZE - moves[i].moved,
+						MADV_DONTNEED);
+			}
+			err = dm_call(dm, DM_MIGRATE_BACK_DONE, NULL, moves, n,
+				      NULL, 0, &rep);
+			br = rep.u.result_reply;
+			dm_msg_release(&rep);
+			if (err)
+				return err;
+			add_result(res, &br);
+		}
+		if (next <= at || next > end)
+			return -EPROTO; /* devmemd made no progress */
+		at = next;
+	}
+	return 0;
+}

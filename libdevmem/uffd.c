@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The process's userfaultfd, its staging area and the helper thread.
+ *
+ * devmemd reads the userfaultfd's fault events and fills pages through it,
+ * but UFFDIO_MOVE only works for the fd's creator: the moves that take pages
+ * out of the CPU's reach (to the device) and put whole THPs back (from the
+ * device) happen here, in the client, through the staging slots.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "devmem-internal.h"
+#include "uffd_compat.h"
+
+/* Features devmem uses where the kernel has them */
+#define WANTED_FEATURES (UFFD_FEATURE_MOVE | UFFD_FEATURE_POISON)
+
+static int xioctl(int fd, unsigned long req, void *arg)
+{
+	int ret;
+
+	do
+		ret = ioctl(fd, req, arg);
+	while (ret < 0 && errno == EINTR);
+	return ret < 0 ? -errno : 0;
+}
+
+/* A new userfaultfd: handling kernel-mode faults too where we may (the
+ * sysctl, CAP_SYS_PTRACE, or /dev/userfaultfd), else user-mode only. */
+static int uffd_open(bool *user_mode_only)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+
+	*user_mode_only = false;
+	if (fd >= 0 || errno != EPERM)
+		return fd >= 0 ? fd : -errno;
+	fd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		int ufd = ioctl(fd, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+
+		close(fd);
+		if (ufd >= 0)
+			return ufd;
+	}
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	if (fd < 0)
+		return -errno;
+	*user_mode_only = true;
+	return fd;
+}
+
+/* Open a userfaultfd with the wanted features the kernel has: UFFDIO_API
+ * can be issued once per fd, so a first fd asks what there is. */
+static int uffd_create(struct devmem *dm)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	bool umo;
+	int fd = uffd_open(&umo), err;
+
+	if (fd < 0)
+		return fd;
+	err = xioctl(fd, UFFDIO_API, &api);
+	close(fd);
+	if (err)
+		return err;
+	if (!(api.features & UFFD_FEATURE_MOVE))
+		return -EOPNOTSUPP; /* UFFDIO_MOVE: Linux 6.8 */
+	fd = uffd_open(&umo);
+	if (fd < 0)
+		return fd;
+	api = (struct uffdio_api){ .api = UFFD_API,
+				   .features = api.features & WANTED_FEATURES };
+	err = xioctl(fd, UFFDIO_API, &api);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	dm->uffd = fd;
+	dm->uffd_features = api.features & WANTED_FEATURES;
+	dm->user_mode_only = umo;
+	return 0;
+}
+
+int dm_uffd_move(int uffd, uint64_t dst, uint64_t src, uint64_t len,
+		 uint64_t mode, uint64_t *moved)
+{
+	uint64_t done = 0;
+	int tries = 0;
+
+	while (done < len) {
+		struct uffdio_move m = { .dst = dst + done,
+					 .src = src + done,
+					 .len = len - done,
+					 .mode = mode };
+		int err = xioctl(uffd, UFFDIO_MOVE, &m);
+
+		if (!err) {
+			done = len;
+			break;
+		}
+		if (m.move > 0) {
+			done += (uint64_t)m.move;
+			continue;
+		}
+		/* -EAGAIN without progress: the address space is changing
+		 * (an event is being read); try again */
+		if (err == -EAGAIN && ++tries < 1000) {
+			sched_yield();
+			continue;
+		}
+		*moved = done;
+		return err;
+	}
+	*moved = done;
+	return 0;
+}
+
+static void *helper_main(void *arg)
+{
+	struct devmem *dm = arg;
+	uint8_t buf[256];
+	sigset_t all;
+
+	/* the application's signal handlers do not run here */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	for (;;) {
+		struct dm_helper_reply rep = { 0 };
+		struct dm_msg m;
+		uint64_t src, len;
+		int err = dm_recv_msg(dm->helper_sock, buf, sizeof(buf), &m,
+				      NULL, NULL);
+
+		if (err)
+			break; /* devmemd is gone, or we are disconnecting */
+		if (m.hdr.type != DM_HELPER_MOVE) {
+			dm_msg_release(&m);
+			break;
+		}
+		src = m.u.helper_move.src;
+		len = m.u.helper_move.len;
+		/* only ever out of our own fault slots */
+		if (src < dm_slot(dm, STAGING_SLOTS) || len > UNIT_SIZE ||
+		    src + len > dm_slot(dm, STAGING_SLOTS + FAULT_SLOTS)) {
+			rep.status = -EINVAL;
+		} else {
+			rep.status = dm_uffd_move(dm->uffd, m.u.helper_move.dst,
+						  src, len, 0, &rep.moved);
+			/* the slot is empty afterwards, whatever happened */
+			if (rep.moved < len)
+				madvise((void *)(uintptr_t)(src + rep.moved),
+					len - rep.moved, MADV_DONTNEED);
+		}
+		err = dm_send_msg(dm->helper_sock, buf, sizeof(buf),
+				  DM_HELPER_MOVE | DM_REPLY, m.hdr.id, &rep,
+				  NULL, 0, NULL, 0);
+		dm_msg_release(&m);
+		if (err)
+			break;
+	}
+	return NULL;
+}
+
+static int staging_create(struct devmem *dm)
+{
+	size_t len = (size_t)(STAGING_SLOTS + FAULT_SLOTS) * UNIT_SIZE;
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_WP };
+	uint8_t *map;
+	int err;
+
+	map = mmap(NULL, len + UNIT_SIZE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	dm->staging_map = map;
+	dm->staging_map_len = len + UNIT_SIZE;
+	dm->staging = ALIGN_UP((uint64_t)(uintptr_t)map, UNIT_SIZE);
+	/* slots hold whole folios: THPs where the kernel gives them */
+	madvise((void *)(uintptr_t)dm->staging, len, MADV_HUGEPAGE);
+	/* UFFDIO_MOVE needs its destination registered with our fd; WP mode
+	 * (never used to protect anything) keeps every other fault of the
+	 * slots ordinary */
+	reg.range.start = dm->staging;
+	reg.range.len = len;
+	err = xioctl(dm->uffd, UFFDIO_REGISTER, &reg);
+	if (err == -EINVAL) {
+		/* no anonymous WP here: MISSING mode, and devmemd fills any
+		 * hole it meets as a plain zero page */
+		reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+		err = xioctl(dm->uffd, UFFDIO_REGISTER, &reg);
+	}
+	return err;
+}
+
+int dm_attach(struct devmem *dm)
+{
+	struct dm_attach a = { 0 };
+	struct dm_msg rep;
+	int sv[2] = { -1, -1 }, fds[2];
+	int err;
+
+	if (dm->attached)
+		return 0;
+	dm->uffd = dm->helper_sock = -1;
+	err = uffd_create(dm);
+	if (!err)
+		err = staging_create(dm);
+	if (!err && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+		err = -errno;
+	if (err)
+		goto fail;
+	dm->helper_sock = sv[0];
+	a.uffd_features = dm->uffd_features;
+	a.uffd_flags = dm->user_mode_only ? DM_UFFD_USER_MODE_ONLY : 0;
+	a.nslots = STAGING_SLOTS;
+	a.nfault_slots = FAULT_SLOTS;
+	a.staging = dm->staging;
+	fds[0] = dm->uffd;
+	fds[1] = sv[1];
+	err = dm_call(dm, DM_ATTACH, &a, NULL, 0, fds, 2, &rep);
+	dm_msg_release(&rep);
+	close(sv[1]);
+	if (err)
+		goto fail;
+	err = -pthread_create(&dm->helper, NULL, helper_main, dm);
+	if (err)
+		goto fail;
+	dm->helper_running = true;
+	dm->attached = true;
+	return 0;
+fail:
+	dm_detach(dm);
+	return err;
+}
+
+void dm_detach(struct devmem *dm)
+{
+	if (dm->helper_sock >= 0)
+		shutdown(dm->helper_sock, SHUT_RDWR);
+	if (dm->helper_running)
+		pthread_join(dm->helper, NULL);
+	dm->helper_running = false;
+	if (dm->helper_sock >= 0)
+		close(dm->helper_sock);
+	dm->helper_sock = -1;
+	if (dm->uffd >= 0)
+		close(dm->uffd);
+	dm->uffd = -1;
+	if (dm->staging_map)
+		munmap(dm->staging_map, dm->staging_map_len);
+	dm->staging_map = NULL;
+	dm->attached = false;
+}
