@@ -109,7 +109,7 @@ static int access_piece(struct client *c, struct range *r, uint64_t start,
 			 * registered unit is filled here, under the lock,
 			 * rather than by a resolver */
 			if (u && u->registered)
-				uffd_zero(c->uffd, p, PAGE_SIZE, write);
+				uffd_zero(c->uffd, p, PAGE_SIZE, write, true);
 			sys_runs_add(sr, buf, s, e - s);
 			continue;
 		}

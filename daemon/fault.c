@@ -83,6 +83,9 @@ static void fault_return_folio(struct client *c, struct range *r,
 			  c->id, (unsigned long long)u->va, strerror(-err),
 			  (unsigned long long)moved);
 	unit_finish_huge(c, u, moved);
+	/* the helper moved without waking: the faulting threads resume only
+	 * now, with the counters already telling what happened */
+	uffd_wake(c->uffd, u->va, UNIT_SIZE);
 	c->fault_slots_busy &= ~(1ull << slot);
 	client_unbusy_resolve(c, r, u);
 }
@@ -112,7 +115,7 @@ void fault_resolve(struct client *c, uint64_t addr, uint64_t flags)
 	if (!u || u->pte[i].state != DPTE_DEVICE) {
 		/* a hole next to device pages, or a page that came back
 		 * meanwhile (then this only wakes the thread) */
-		int err = uffd_zero(c->uffd, addr, PAGE_SIZE, write);
+		int err = uffd_zero(c->uffd, addr, PAGE_SIZE, write, true);
 
 		if (err == -ENOENT) /* unregistered meanwhile */
 			uffd_wake(c->uffd, addr, PAGE_SIZE);

@@ -123,8 +123,14 @@ int options_parse(int argc, char **argv, struct dm_config *cfg, FILE *out,
 				argv[optind - 1]);
 			return -EINVAL;
 		default:
-			fprintf(err, "devmemd: unknown option '%s' (see devmemd --help)\n",
-				argv[optind - 1]);
+			/* in a group like -xf, optind has not moved on yet:
+			 * name the letter */
+			if (optopt)
+				fprintf(err, "devmemd: unknown option '-%c' (see devmemd --help)\n",
+					optopt);
+			else
+				fprintf(err, "devmemd: unknown option '%s' (see devmemd --help)\n",
+					argv[optind - 1]);
 			return -EINVAL;
 		}
 	}

@@ -30,16 +30,17 @@ static int fill_retry(int (*fill)(struct client *, uint64_t, const void *,
 	return err;
 }
 
+/* Fills do not wake: unit_return_4k wakes once its bookkeeping is done */
 static int fill_copy(struct client *c, uint64_t dst, const void *src,
 		     uint64_t len)
 {
-	return uffd_copy(c->uffd, dst, src, len);
+	return uffd_copy(c->uffd, dst, src, len, false);
 }
 
 static int fill_zero(struct client *c, uint64_t dst, const void *src,
 		     uint64_t len)
 {
-	return uffd_zero(c->uffd, dst, len, 0);
+	return uffd_zero(c->uffd, dst, len, false, false);
 }
 
 unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
@@ -63,6 +64,7 @@ unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 		       !(u->pte[k + 1].flags & DPTE_ZERO) == !(p->flags & DPTE_ZERO) &&
 		       u->pte[k + 1].dpfn == u->pte[k].dpfn + 1)
 			k++;
+		count(c, CNT_TO_SYSTEM, k - i + 1);
 		if (p->flags & DPTE_ZERO)
 			err = fill_retry(fill_zero, c, va, NULL,
 					 (uint64_t)(k - i + 1) << PAGE_SHIFT);
@@ -83,7 +85,11 @@ unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 	}
 	if (whole)
 		client_unit_free_all(c, u);
-	count(c, CNT_TO_SYSTEM, returned);
+	/* the faulting threads resume only now, with the counters and the
+	 * accounting already telling what happened */
+	if (returned)
+		uffd_wake(c->uffd, u->va + ((uint64_t)first << PAGE_SHIFT),
+			  (uint64_t)(last - first) << PAGE_SHIFT);
 	return returned;
 }
 

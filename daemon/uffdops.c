@@ -79,14 +79,18 @@ static int fill_step(int uffd, uint64_t *dst, uint64_t *len, int64_t done,
 	return err;
 }
 
-int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len)
+int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len,
+	      bool wake)
 {
 	const uint8_t *s = src;
 
 	while (len) {
-		struct uffdio_copy c = { .dst = dst,
-					 .src = (uintptr_t)s,
-					 .len = len };
+		struct uffdio_copy c = {
+			.dst = dst,
+			.src = (uintptr_t)s,
+			.len = len,
+			.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE,
+		};
 		int err = xioctl(uffd, UFFDIO_COPY, &c);
 
 		if (!err)
@@ -98,13 +102,14 @@ int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len)
 	return 0;
 }
 
-int uffd_zero(int uffd, uint64_t dst, uint64_t len, int write)
+int uffd_zero(int uffd, uint64_t dst, uint64_t len, bool write, bool wake)
 {
 	/* a write would fault again on the read-only zero page: give it a
 	 * page of its own in one step */
 	if (write) {
 		while (len) {
-			int err = uffd_copy(uffd, dst, zero_page, PAGE_SIZE);
+			int err = uffd_copy(uffd, dst, zero_page, PAGE_SIZE,
+					    wake);
 
 			if (err)
 				return err;
@@ -114,8 +119,10 @@ int uffd_zero(int uffd, uint64_t dst, uint64_t len, int write)
 		return 0;
 	}
 	while (len) {
-		struct uffdio_zeropage z = { .range = { .start = dst,
-							.len = len } };
+		struct uffdio_zeropage z = {
+			.range = { .start = dst, .len = len },
+			.mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE,
+		};
 		int err = xioctl(uffd, UFFDIO_ZEROPAGE, &z);
 
 		if (!err)

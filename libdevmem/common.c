@@ -195,14 +195,13 @@ ssize_t dm_recv(int sock, void *buf, size_t size, int *fds, int *nfds)
 	}
 	if (nfds)
 		*nfds = got;
-	if (n == 0)
-		return -ECONNRESET;
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+	/* an empty record is the end of the stream (the protocol has none) */
+	if (n == 0 || mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
 		for (int i = 0; i < got; i++)
 			close(fds[i]);
 		if (nfds)
 			*nfds = 0;
-		return -EMSGSIZE;
+		return n ? -EMSGSIZE : -ECONNRESET;
 	}
 	return n;
 }

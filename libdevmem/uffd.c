@@ -155,8 +155,12 @@ static void *helper_main(void *arg)
 		    src + len > dm_slot(dm, STAGING_SLOTS + FAULT_SLOTS)) {
 			rep.status = -EINVAL;
 		} else {
+			/* devmemd wakes the faulting threads once it has
+			 * taken note */
 			rep.status = dm_uffd_move(dm->uffd, m.u.helper_move.dst,
-						  src, len, 0, &rep.moved);
+						  src, len,
+						  UFFDIO_MOVE_MODE_DONTWAKE,
+						  &rep.moved);
 			/* the slot is empty afterwards, whatever happened */
 			if (rep.moved < len)
 				madvise((void *)(uintptr_t)(src + rep.moved),
