@@ -9,8 +9,10 @@
  *   migrate.c      section 1 (the kernel's benchmark) and 2 (CPU faults)
  *   ceiling.c      section 3 (memcpy, raw userfaultfd round trip)
  *   concurrency.c  section 4 (N clients at once)
- *   report.c       text tables, targets, JSON, CSV
- *   plot.c         the gnuplot chart
+ *   report.c       the text report and the targets (report.h: derived
+ *                  figures shared by all outputs)
+ *   output.c       --json and --csv
+ *   plot.c         --plot, the gnuplot chart
  *   util.c         clocks, statistics, buffers, messages
  */
 #ifndef DEVMEM_BENCH_H

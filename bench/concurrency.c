@@ -74,10 +74,15 @@ client_main(const char *sock, uint64_t size, unsigned iters, int go_fd,
 	    int done_fd, uint64_t seed)
 {
 	devmem_t *dm = NULL;
-	void *p = map_aligned(size, true);
+	void *p;
 	size_t off;
 	int st;
 
+	/* the parent's handlers stop its private devmemd: not ours to do */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	p = map_aligned(size, true);
 	st = p ? devmem_connect(sock, &dm) : CLIENT_NOMEM;
 	if (!st)
 		st = devmem_register(dm, p, size);
@@ -217,8 +222,14 @@ static bool run_clients(struct bench *b, unsigned n, uint64_t size,
 	for (; started < n; started++) {
 		int go[2], done[2];
 
-		if (pipe2(go, O_CLOEXEC) || pipe2(done, O_CLOEXEC)) {
+		if (pipe2(go, O_CLOEXEC)) {
 			fail(b, "concurrency: pipe: %s", strerror(errno));
+			goto stop;
+		}
+		if (pipe2(done, O_CLOEXEC)) {
+			fail(b, "concurrency: pipe: %s", strerror(errno));
+			close(go[0]);
+			close(go[1]);
 			goto stop;
 		}
 		c[started].pid = fork();
@@ -304,13 +315,13 @@ void run_concurrency(struct bench *b)
 	memset(r, 0, sizeof(*r));
 	r->clients = n;
 	r->size = client_size(b, n);
-	r->failed = true;
 	if (!r->size) {
 		warn(b,
 		     "concurrency skipped: %u clients do not fit in the device",
 		     n);
 		return;
 	}
+	r->failed = true;
 	if (!run_clients(b, 1, r->size, &r->one_s2d_ms, &r->one_d2s_ms))
 		goto out;
 	if (n == 1) {

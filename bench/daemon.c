@@ -35,31 +35,39 @@ static bool executable(const char *path)
 	return !stat(path, &st) && S_ISREG(st.st_mode) && !access(path, X_OK);
 }
 
+static bool try_tool(const char *dir, const char *name, char *out, size_t len)
+{
+	return (size_t)snprintf(out, len, "%s/%s", dir, name) < len &&
+	       executable(out);
+}
+
 /*
- * A devmem tool that belongs with this binary: next to it (or, in a build
- * tree, next to the libtool wrapper that ran .libs/lt-devmem-bench), else in
- * PATH.  Returns 0 or -ENOENT.
+ * A devmem tool that belongs with this binary: next to it, else in PATH.
+ * In a build tree, libtool runs the real binary from .libs/ through a
+ * wrapper script in the directory above, and the tools there are wrappers
+ * too (the ones in .libs/ do not find libdevmem.so on their own): look
+ * there first.  Returns 0 or -ENOENT.
  */
 int find_tool(const char *name, char *out, size_t len)
 {
-	char exe[PATH_MAX], *slash, *dir;
+	char exe[PATH_MAX], *slash;
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	const char *path = getenv("PATH");
 
 	if (n > 0) {
 		exe[n] = '\0';
 		slash = strrchr(exe, '/');
-		if (slash) {
+		if (slash && slash > exe) {
 			*slash = '\0';
-			if ((size_t)snprintf(out, len, "%s/%s", exe, name) <
-				    len &&
-			    executable(out))
-				return 0;
-			dir = strrchr(exe, '/');
-			if (dir && !strcmp(dir + 1, ".libs") &&
-			    (size_t)snprintf(out, len, "%s/../%s", exe, name) <
-				    len &&
-			    executable(out))
+			slash = strrchr(exe, '/');
+			if (slash && !strcmp(slash + 1, ".libs")) {
+				*slash = '\0';
+				if (try_tool(exe[0] ? exe : "/", name, out,
+					     len))
+					return 0;
+				*slash = '/';
+			}
+			if (try_tool(exe, name, out, len))
 				return 0;
 		}
 	}

@@ -63,8 +63,8 @@ static void buffer_release(struct bench *b, struct buffer *buf)
 	if (!buf->p)
 		return;
 	if (buf->registered) {
-		/* devmem_unregister would migrate device pages back first; we
-		 * only ever get here with the data in system memory */
+		/* after a failed migration some pages may still be on the
+		 * device: devmem_unregister brings them back first */
 		err = devmem_unregister(b->dm, buf->p, buf->size);
 		if (err)
 			dm_fail(b, "devmem_unregister", err);

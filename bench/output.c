@@ -254,6 +254,9 @@ static void json_ceiling(struct json *j, const struct bench *b)
 	for (int pl = 0; pl < NPLACES; pl++)
 		if (b->uffd.done[pl])
 			j_summary(j, place_key[pl], &b->uffd.us[pl]);
+	j_num(j, "ceiling_us", uffd_ceiling_us(b));
+	if (uffd_ceiling_place(b) >= 0)
+		j_str(j, "ceiling_placement", place_key[uffd_ceiling_place(b)]);
 	if (b->uffd.error[0])
 		j_str(j, "error", b->uffd.error);
 	j_close(j, '}');

@@ -26,8 +26,12 @@ const char *target_status_name(int status);
 double memcpy_rate(const struct bench *b, unsigned i);
 /* a / b, NAN if either is missing */
 double ratio(double a, double b);
-/* the raw userfaultfd round trip (µs) 4 KB faults are compared with */
+/* the raw userfaultfd round trip (µs) 4 KB faults are compared with: the
+ * fastest handler placement, and which one it was (-1: none measured) */
 double uffd_ceiling_us(const struct bench *b);
+int uffd_ceiling_place(const struct bench *b);
+/* size i's THP row moved 2 MB units only and its 4K row none */
+bool rows_as_labelled(const struct bench *b, int i);
 /* the index of the size the targets are stated at, -1 if none */
 int target_size_index(const struct bench *b);
 

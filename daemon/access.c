@@ -8,6 +8,7 @@
 
 #include "access.h"
 #include "devmem.h"
+#include "events.h"
 #include "procfs.h"
 #include "uffdops.h"
 
@@ -82,7 +83,7 @@ static void sys_runs_add(struct sys_runs *sr, uint8_t *local, uint64_t remote,
  * Device pages are copied under the lock; system pages after it, since
  * touching client memory may fault to a resolver, which takes the lock.
  */
-static int access_piece(struct client *c, struct range *r, uint64_t start,
+static int access_piece(struct client *c, uint64_t start,
 			uint64_t end, uint8_t *bounce, bool write,
 			bool *faulted, uint64_t *pages)
 {
@@ -96,7 +97,7 @@ static int access_piece(struct client *c, struct range *r, uint64_t start,
 	sr->n = 0;
 	sr->len = 0;
 	pthread_mutex_lock(&c->lock);
-	u = client_wait_unit(c, r, va);
+	u = client_wait_unit(c, va);
 	for (uint64_t p = ALIGN_DOWN(start, PAGE_SIZE); p < end; p += PAGE_SIZE) {
 		uint64_t s = MAX(p, start), e = MIN(p + PAGE_SIZE, end);
 		uint8_t *buf = bounce + (s - start);
@@ -143,7 +144,7 @@ int access_device(struct client *c, const struct dm_access *a, bool write,
 	uint64_t end = a->addr + a->len;
 	bool faulted = false;
 	uint8_t *bounce;
-	struct range *r;
+	bool covered;
 	int err;
 
 	memset(rep, 0, sizeof(*rep));
@@ -152,9 +153,10 @@ int access_device(struct client *c, const struct dm_access *a, bool write,
 	if (!a->len || end < a->addr || a->buf + a->len < a->buf)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
-	r = pt_find_span(&c->pt, a->addr, a->len);
+	events_wait(c);
+	covered = pt_covered(&c->pt, a->addr, a->len);
 	pthread_mutex_unlock(&c->lock);
-	if (!r)
+	if (!covered)
 		return -EINVAL;
 	err = maps_walk(c->proc_dirfd, ALIGN_DOWN(a->addr, PAGE_SIZE),
 			ALIGN_UP(end, PAGE_SIZE), check_prot, &pc);
@@ -175,7 +177,7 @@ int access_device(struct client *c, const struct dm_access *a, bool write,
 		if (write)
 			err = client_copy1(c, a->buf + off, bounce, e - s, false);
 		if (!err)
-			err = access_piece(c, r, s, e, bounce, write, &faulted,
+			err = access_piece(c, s, e, bounce, write, &faulted,
 					   &rep->pages);
 		if (!err && !write)
 			err = client_copy1(c, a->buf + off, bounce, e - s, true);
@@ -228,13 +230,13 @@ int access_snapshot(struct client *c, uint64_t addr, uint64_t npages,
 	pthread_mutex_lock(&c->lock);
 	for (uint64_t i = 0; i < npages; i++) {
 		uint64_t va = addr + (i << PAGE_SHIFT);
-		struct range *r = pt_find_range(&c->pt, va);
-		struct unit *u = r ? range_unit(r, va) : NULL;
+		bool managed = pt_covered(&c->pt, va, PAGE_SIZE);
+		struct unit *u = pt_unit(&c->pt, ALIGN_DOWN(va, UNIT_SIZE));
 		const struct dpte *pte = u ? &u->pte[unit_page(va)] : NULL;
 		uint8_t rw = sp.prot[i] & VMA_WRITE ? DEVMEM_PAGE_WRITE :
 						      DEVMEM_PAGE_READ;
 
-		if (!r || !(sp.prot[i] & VMA_READ)) {
+		if (!managed || !(sp.prot[i] & VMA_READ)) {
 			state[i] = DEVMEM_PAGE_ERROR;
 		} else if (pte && pte->state == DPTE_DEVICE) {
 			state[i] = DEVMEM_PAGE_DEVICE | rw |

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "events.h"
 #include "fault.h"
 #include "log.h"
 #include "uffdops.h"
@@ -46,6 +47,7 @@ void client_put(struct client *c)
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
 	pt_destroy(&c->pt);
+	free(c->events.msg);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->helper_lock);
 	pthread_cond_destroy(&c->idle);
@@ -107,58 +109,42 @@ int client_attach(struct client *c, const struct dm_attach *a, int uffd,
 	return 0;
 }
 
-struct unit *client_wait_unit(struct client *c, struct range *r, uint64_t va)
+struct unit *client_wait_unit(struct client *c, uint64_t va)
 {
 	struct unit *u;
 
-	while ((u = range_unit(r, va)) && atomic_load(&u->busy) != UNIT_IDLE)
+	while ((u = pt_unit(&c->pt, va)) &&
+	       atomic_load(&u->busy) != UNIT_IDLE)
 		pthread_cond_wait(&c->idle, &c->lock);
 	return u;
 }
 
-int client_unit_register(struct client *c, struct range *r, struct unit *u)
+static void unregister_span(uint64_t start, uint64_t end, void *arg)
 {
-	uint64_t start, end;
-	int err;
+	struct client *c = arg;
+	int err = uffd_unregister(c->uffd, start, end - start);
 
-	if (u->registered)
-		return 0;
-	unit_span(r, u, &start, &end);
-	err = uffd_register_missing(c->uffd, start, end - start);
-	if (err) {
-		log_warn("client %u: registering %#llx-%#llx with its userfaultfd: %s",
-			 c->id, (unsigned long long)start,
-			 (unsigned long long)end, strerror(-err));
-		return err == -ESRCH ? err : -EINVAL;
-	}
-	u->registered = true;
-	return 0;
+	/* -ENOENT/-EINVAL: the mapping is gone (munmap, mremap) */
+	if (err && err != -ESRCH && err != -ENOENT && err != -EINVAL)
+		log_warn("client %u: unregistering %#llx-%#llx: %s", c->id,
+			 (unsigned long long)start, (unsigned long long)end,
+			 strerror(-err));
 }
 
-void client_unit_drop_if_empty(struct client *c, struct range *r,
-			       struct unit *u)
+void client_unit_drop_if_empty(struct client *c, struct unit *u)
 {
-	uint64_t start, end;
-
 	if (u->ndevice || atomic_load(&u->busy) != UNIT_IDLE)
 		return;
-	if (u->registered) {
-		int err;
-
-		unit_span(r, u, &start, &end);
-		/* also wakes any thread still waiting on a hole here: it
-		 * retries as an ordinary fault */
-		err = uffd_unregister(c->uffd, start, end - start);
-		if (err && err != -ESRCH && err != -ENOENT)
-			log_warn("client %u: unregistering %#llx-%#llx: %s",
-				 c->id, (unsigned long long)start,
-				 (unsigned long long)end, strerror(-err));
-	}
+	/* also wakes any thread still waiting on a hole here: it retries
+	 * as an ordinary fault */
+	if (u->registered)
+		pt_for_each_registered(&c->pt, u->va, u->va + UNIT_SIZE,
+				       unregister_span, c);
 	device_lru_remove(c->dev, u);
-	pt_unit_free(r, u);
+	pt_unit_free(&c->pt, u);
 }
 
-uint32_t client_unit_unbusy(struct client *c, struct range *r, struct unit *u,
+uint32_t client_unit_unbusy(struct client *c, struct unit *u,
 			    struct parked_fault *out, uint32_t max)
 {
 	uint32_t n = pt_unpark(&c->pt, u->va, u->va + UNIT_SIZE, out, max);
@@ -166,16 +152,18 @@ uint32_t client_unit_unbusy(struct client *c, struct range *r, struct unit *u,
 	atomic_store(&u->busy, UNIT_IDLE);
 	if (u->ndevice)
 		device_lru_touch(c->dev, u);
-	client_unit_drop_if_empty(c, r, u);
+	client_unit_drop_if_empty(c, u);
 	pthread_cond_broadcast(&c->idle);
+	/* events held back by this unit may go now */
+	events_run(c);
 	return n;
 }
 
-void client_unbusy_resolve(struct client *c, struct range *r, struct unit *u)
+void client_unbusy_resolve(struct client *c, struct unit *u)
 {
 	struct parked_fault parked[32];
 	uint64_t va = u->va;
-	uint32_t n = client_unit_unbusy(c, r, u, parked, ARRAY_SIZE(parked));
+	uint32_t n = client_unit_unbusy(c, u, parked, ARRAY_SIZE(parked));
 
 	while (n) {
 		pthread_mutex_unlock(&c->lock);
@@ -189,19 +177,42 @@ void client_unbusy_resolve(struct client *c, struct range *r, struct unit *u)
 
 bool client_unit_split(struct client *c, struct unit *u)
 {
-	uint32_t head;
-
 	if (!u->huge)
 		return false;
 	u->huge = false;
 	count(c, CNT_SPLITS, 1);
-	if (device_policy(c->dev, DM_POL_FREE) != 1 /* split */)
-		return true;
-	head = u->pte[0].dpfn & ~(FOLIO_PAGES - 1);
-	buddy_split(&c->dev->buddy, head, FOLIO_ORDER);
-	for (unsigned i = 0; i < FOLIO_PAGES; i++)
-		u->pte[i].flags &= ~DPTE_FOLIO;
+	if (device_policy(c->dev, DM_POL_FREE) == 1 /* split */)
+		client_unit_unfolio(c, u);
 	return true;
+}
+
+void client_unit_unfolio(struct client *c, struct unit *u)
+{
+	struct buddy *b = &c->dev->buddy;
+	unsigned released = 0;
+	uint32_t head = DPFN_NONE;
+
+	for (unsigned i = 0; i < FOLIO_PAGES && head == DPFN_NONE; i++)
+		if (u->pte[i].state == DPTE_DEVICE &&
+		    u->pte[i].flags & DPTE_FOLIO)
+			head = u->pte[i].dpfn & ~(FOLIO_PAGES - 1);
+	if (head == DPFN_NONE)
+		return;
+	u->huge = false;
+	buddy_split(b, head, FOLIO_ORDER);
+	/* page k of the folio is page k of this unit (DPTE_FOLIO); those no
+	 * longer there were dropped while the folio was kept whole */
+	for (unsigned k = 0; k < FOLIO_PAGES; k++) {
+		struct dpte *p = &u->pte[k];
+
+		if (p->state == DPTE_DEVICE && p->flags & DPTE_FOLIO) {
+			p->flags &= ~DPTE_FOLIO;
+		} else {
+			buddy_free(b, head + k, 0);
+			released++;
+		}
+	}
+	atomic_fetch_sub(&c->used_pages, released);
 }
 
 unsigned client_free_page(struct client *c, struct unit *u, unsigned i)
@@ -214,30 +225,13 @@ unsigned client_free_page(struct client *c, struct unit *u, unsigned i)
 		return 0;
 	if (u->huge)
 		client_unit_split(c, u);
+	/* the free policy may have changed since the folio was split */
+	if (p->flags & DPTE_FOLIO &&
+	    device_policy(c->dev, DM_POL_FREE) == 1)
+		client_unit_unfolio(c, u);
 	if (p->flags & DPTE_FOLIO) {
-		uint32_t head = p->dpfn & ~(FOLIO_PAGES - 1);
-
-		if (device_policy(c->dev, DM_POL_FREE) == 1) {
-			/* the policy changed since this folio was split
-			 * lazily: split it now and give back what the
-			 * "whole" policy was keeping */
-			buddy_split(b, head, FOLIO_ORDER);
-			for (unsigned k = 0; k < FOLIO_PAGES; k++) {
-				struct dpte *q = &u->pte[k];
-
-				if (q->state == DPTE_DEVICE &&
-				    q->flags & DPTE_FOLIO) {
-					q->flags &= ~DPTE_FOLIO;
-				} else if (k != i) {
-					buddy_free(b, head + k, 0);
-					released++;
-				}
-			}
-			buddy_free(b, p->dpfn, 0);
-			released++;
-		} else if (!buddy_put(b, head, FOLIO_ORDER, 1)) {
+		if (!buddy_put(b, p->dpfn & ~(FOLIO_PAGES - 1), FOLIO_ORDER, 1))
 			released = FOLIO_PAGES;
-		}
 	} else {
 		buddy_free(b, p->dpfn, 0);
 		released = 1;
@@ -296,37 +290,40 @@ static uint64_t unit_poison(struct client *c, struct unit *u, bool *gone)
 	return n;
 }
 
+/* Any unit, or NULL */
+static struct unit *any_unit(struct pagetable *pt)
+{
+	for (uint32_t b = 0; b < pt->nbuckets; b++)
+		if (pt->buckets[b])
+			return pt->buckets[b];
+	return NULL;
+}
+
 void client_release(struct client *c)
 {
 	struct device *d = c->dev;
 	uint64_t poisoned = 0;
+	struct unit *u;
 	bool gone = false;
 
 	fault_stop(c);
 	pthread_mutex_lock(&c->lock);
-	for (uint32_t ri = 0; ri < c->pt.nranges; ri++) {
-		struct range *r = c->pt.ranges[ri];
-
-		for (uint32_t ui = 0; ui < r->nunits; ui++) {
-			struct unit *u = r->units[ui];
-
-			if (!u)
-				continue;
-			/* the client's own migration ends with it */
-			if (atomic_load(&u->busy) == BUSY_REQUEST)
-				atomic_store(&u->busy, UNIT_IDLE);
-			/* an evictor may still be returning it */
-			u = client_wait_unit(c, r, u->va);
-			if (!u)
-				continue;
-			if (c->attached && u->ndevice)
-				poisoned += unit_poison(c, u, &gone);
-			client_unit_free_all(c, u);
-			client_unit_drop_if_empty(c, r, u);
-		}
+	while ((u = any_unit(&c->pt))) {
+		/* the client's own migration ends with it */
+		if (atomic_load(&u->busy) == BUSY_REQUEST)
+			atomic_store(&u->busy, UNIT_IDLE);
+		/* an evictor may still be returning it */
+		u = client_wait_unit(c, u->va);
+		if (!u)
+			continue;
+		if (c->attached && u->ndevice)
+			poisoned += unit_poison(c, u, &gone);
+		client_unit_free_all(c, u);
+		client_unit_drop_if_empty(c, u);
 	}
 	c->batch.active = false;
 	c->back.n = 0;
+	c->events.n = 0;
 	pthread_mutex_unlock(&c->lock);
 	if (poisoned)
 		log_warn("client %u (pid %d): connection lost with %llu device pages; they raise SIGBUS now",

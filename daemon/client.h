@@ -15,6 +15,7 @@
 #include "device.h"
 #include "pagetable.h"
 #include "protocol.h"
+#include "uffd_compat.h"
 
 /* A migration to the device between BEGIN and COMMIT (or FINISH) */
 struct batch {
@@ -26,6 +27,12 @@ struct batch {
 	uint32_t flags;
 	uint64_t busy; /* units the batch holds busy */
 	uint64_t move; /* units the client moves to its staging slots */
+};
+
+/* Non-cooperative userfaultfd events waiting for busy units (events.c) */
+struct event_queue {
+	struct uffd_msg *msg;
+	uint32_t n, cap;
 };
 
 /* Folios written to staging slots by BACK, awaiting BACK_DONE */
@@ -65,6 +72,7 @@ struct client {
 	struct pagetable pt;
 	struct batch batch;
 	struct back_moves back;
+	struct event_queue events; /* events.c */
 	uint64_t fault_slots_busy; /* bitmap of fault slots in use */
 	atomic_uint_fast64_t used_pages; /* device pages held */
 	struct counters counters;
@@ -91,25 +99,22 @@ void client_release(struct client *c);
 
 /* Wait (lock held) until the unit at va is not busy; returns it, or NULL if
  * no unit exists there any more. */
-struct unit *client_wait_unit(struct client *c, struct range *r, uint64_t va);
+struct unit *client_wait_unit(struct client *c, uint64_t va);
 
-/* Register / unregister a unit with the client's userfaultfd (lock held). */
-int client_unit_register(struct client *c, struct range *r, struct unit *u);
 /* Drop a unit that holds no device memory and is not busy: unregister it
  * from the userfaultfd, take it off the LRU and free it (lock held). */
-void client_unit_drop_if_empty(struct client *c, struct range *r,
-			       struct unit *u);
+void client_unit_drop_if_empty(struct client *c, struct unit *u);
 
 /* Clear a unit's busy flag (lock held; may free the unit) and hand back the
  * faults parked on it; the caller resolves them after unlocking.  Returns
  * how many were stored in out. */
-uint32_t client_unit_unbusy(struct client *c, struct range *r, struct unit *u,
+uint32_t client_unit_unbusy(struct client *c, struct unit *u,
 			    struct parked_fault *out, uint32_t max);
 
 /* Clear a unit's busy flag and resolve the faults parked on it.  Called and
  * returns with the lock held, but drops it while resolving; the unit may be
  * gone afterwards. */
-void client_unbusy_resolve(struct client *c, struct range *r, struct unit *u);
+void client_unbusy_resolve(struct client *c, struct unit *u);
 
 /* Free one device page of a unit according to the free policy (lock held).
  * Returns the pages given back to the allocator. */
@@ -119,6 +124,11 @@ unsigned client_free_page(struct client *c, struct unit *u, unsigned i);
  * free policy its memory becomes 512 order-0 blocks (lock held).  Returns
  * true if the unit was huge. */
 bool client_unit_split(struct client *c, struct unit *u);
+
+/* Make every page of the unit's folio (if it has one) an order-0 device
+ * page of its own, and give back the folio pages it no longer uses (lock
+ * held): for when the folio's pages cannot stay together. */
+void client_unit_unfolio(struct client *c, struct unit *u);
 
 /* Give back all of a unit's device memory without touching the client's
  * memory (lock held).  Returns the pages that were DEVICE. */

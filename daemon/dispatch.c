@@ -10,9 +10,11 @@
 #include "client.h"
 #include "devmem.h"
 #include "dispatch.h"
+#include "events.h"
 #include "log.h"
 #include "migrate.h"
 #include "procfs.h"
+#include "uffdops.h"
 
 /* The largest user-space address on x86-64 with 5-level paging */
 #define USER_VA_END (1ull << 56)
@@ -111,6 +113,7 @@ static int do_register(struct session *s, const struct dm_msg *m)
 	if (err)
 		return err == -ESRCH ? err : -EINVAL;
 	pthread_mutex_lock(&c->lock);
+	events_wait(c);
 	err = pt_add_range(&c->pt, addr, end);
 	pthread_mutex_unlock(&c->lock);
 	return err;
@@ -120,34 +123,43 @@ static int do_unregister(struct session *s, const struct dm_msg *m)
 {
 	struct client *c = s->client;
 	uint64_t addr = m->u.range.addr, end = addr + m->u.range.len;
-	struct range *r;
 	int err = check_user_span(addr, m->u.range.len);
 
 	if (err)
 		return err;
 	pthread_mutex_lock(&c->lock);
-	r = pt_find_range(&c->pt, addr);
-	if (!r || r->start != addr || r->end != end || c->batch.active ||
-	    c->back.n) {
+	if (c->batch.active || c->back.n) {
 		pthread_mutex_unlock(&c->lock);
-		return -EINVAL;
+		return -EBUSY;
+	}
+	events_wait(c);
+	err = pt_remove_range(&c->pt, addr, end);
+	if (err) {
+		pthread_mutex_unlock(&c->lock);
+		return err;
 	}
 	/* libdevmem brought the data back first; what is left (pages that
-	 * came to the device since) is dropped with the registration */
-	for (uint32_t i = 0; i < r->nunits; i++) {
-		struct unit *u = r->units[i];
+	 * came to the device since) goes with the registration */
+	for (uint64_t va = ALIGN_DOWN(addr, UNIT_SIZE); va < end;
+	     va += UNIT_SIZE) {
+		struct unit *u = client_wait_unit(c, va);
 
 		if (!u)
 			continue;
-		u = client_wait_unit(c, r, u->va);
-		if (!u)
-			continue;
-		client_unit_free_all(c, u);
-		client_unit_drop_if_empty(c, r, u);
+		if (va >= addr && va + UNIT_SIZE <= end)
+			client_unit_free_all(c, u);
+		for (unsigned i = unit_page(MAX(va, addr));
+		     i < FOLIO_PAGES && va + ((uint64_t)i << PAGE_SHIFT) < end;
+		     i++)
+			client_free_page(c, u, i);
+		if (u->registered)
+			uffd_unregister(c->uffd, MAX(va, addr),
+					MIN(va + UNIT_SIZE, end) -
+						MAX(va, addr));
+		client_unit_drop_if_empty(c, u);
 	}
-	err = pt_remove_range(&c->pt, addr, end);
 	pthread_mutex_unlock(&c->lock);
-	return err;
+	return 0;
 }
 
 static void fill_counters(uint64_t *out, const struct counters *cnt)
@@ -273,6 +285,28 @@ static int do_clients(struct session *s, struct reply_ctx *rc)
 	return 0;
 }
 
+static int do_ranges(struct session *s, const struct dm_msg *m,
+		     struct reply_ctx *rc)
+{
+	struct client *c = s->client;
+	struct dm_range *list = calloc(DM_MAX_RANGES_LIST, sizeof(*list));
+	uint32_t n = 0;
+
+	if (!list)
+		return -ENOMEM;
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = 0; i < c->pt.nranges && n < DM_MAX_RANGES_LIST; i++)
+		if (c->pt.ranges[i].start >= m->u.range.addr) {
+			list[n].addr = c->pt.ranges[i].start;
+			list[n].len = c->pt.ranges[i].end - c->pt.ranges[i].start;
+			n++;
+		}
+	pthread_mutex_unlock(&c->lock);
+	rc->tail = list;
+	rc->ntail = n;
+	return 0;
+}
+
 static int do_snapshot(struct session *s, const struct dm_msg *m,
 		       struct reply_ctx *rc)
 {
@@ -311,6 +345,7 @@ static const unsigned allowed[DM_TYPE_MAX] = {
 	[DM_STATUS] = ANY,
 	[DM_CLIENTS] = ANY,
 	[DM_POLICY] = ANY,
+	[DM_RANGES] = CLIENT,
 };
 
 static int handle(struct session *s, const struct dm_msg *m, int *fds,
@@ -364,6 +399,8 @@ static int handle(struct session *s, const struct dm_msg *m, int *fds,
 		return do_clients(s, rc);
 	case DM_POLICY:
 		return do_policy(s, m, rc);
+	case DM_RANGES:
+		return do_ranges(s, m, rc);
 	default:
 		return -EPROTO;
 	}

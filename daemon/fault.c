@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "events.h"
 #include "fault.h"
 #include "log.h"
 #include "migrate.h"
@@ -66,8 +67,7 @@ static int take_fault_slot(struct client *c)
 /* The whole folio comes back as a THP: write it to a fault slot, and the
  * client's helper thread moves it into place (lock held on entry and exit,
  * dropped in between while the unit is busy). */
-static void fault_return_folio(struct client *c, struct range *r,
-			       struct unit *u, int slot)
+static void fault_return_folio(struct client *c, struct unit *u, int slot)
 {
 	uint64_t va = slot_addr(c, c->nslots + (uint32_t)slot), moved = 0;
 	int err;
@@ -87,21 +87,19 @@ static void fault_return_folio(struct client *c, struct range *r,
 	 * now, with the counters already telling what happened */
 	uffd_wake(c->uffd, u->va, UNIT_SIZE);
 	c->fault_slots_busy &= ~(1ull << slot);
-	client_unbusy_resolve(c, r, u);
+	client_unbusy_resolve(c, u);
 }
 
 void fault_resolve(struct client *c, uint64_t addr, uint64_t flags)
 {
 	bool write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
-	struct range *r;
 	struct unit *u;
 	unsigned i;
 	int slot;
 
 	addr = ALIGN_DOWN(addr, PAGE_SIZE);
 	pthread_mutex_lock(&c->lock);
-	r = pt_find_range(&c->pt, addr);
-	u = r ? range_unit(r, addr) : NULL;
+	u = pt_unit(&c->pt, ALIGN_DOWN(addr, UNIT_SIZE));
 	if (u && atomic_load(&u->busy) != UNIT_IDLE) {
 		while (pt_park(&c->pt, addr, flags)) {
 			pthread_mutex_unlock(&c->lock);
@@ -130,20 +128,20 @@ void fault_resolve(struct client *c, uint64_t addr, uint64_t flags)
 			client_unit_free_all(c, u);
 			count(c, CNT_TO_SYSTEM, FOLIO_PAGES);
 			count(c, CNT_HUGE, 1);
-			client_unit_drop_if_empty(c, r, u);
+			client_unit_drop_if_empty(c, u);
 			pthread_mutex_unlock(&c->lock);
 			return;
 		}
 		slot = take_fault_slot(c);
 		if (slot >= 0) {
-			fault_return_folio(c, r, u, slot);
+			fault_return_folio(c, u, slot);
 			pthread_mutex_unlock(&c->lock);
 			return;
 		}
 	}
 	client_unit_split(c, u);
 	unit_return_4k(c, u, i, i + 1);
-	client_unit_drop_if_empty(c, r, u);
+	client_unit_drop_if_empty(c, u);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -174,8 +172,7 @@ static void *resolver_main(void *arg)
 				fault_resolve(c, m->arg.pagefault.address,
 					      m->arg.pagefault.flags);
 			else
-				log_debug("client %u: userfaultfd event %u ignored",
-					  c->id, m->event);
+				events_queue(c, m);
 		}
 	}
 	return NULL;

@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 
 #include "devmem.h"
+#include "events.h"
 #include "log.h"
 #include "migrate.h"
 #include "procfs.h"
@@ -33,40 +34,35 @@ static int need_readable_anon(uint64_t start, uint64_t end, unsigned flags,
 		       -EINVAL;
 }
 
-static void batch_for_each_unit(const struct batch *b, uint64_t set,
-				void (*fn)(struct client *, struct range *,
-					   struct unit *),
-				struct client *c, struct range *r)
+static void batch_unbusy(struct client *c, const struct batch *b,
+			 uint64_t set)
 {
 	for (uint32_t k = 0; k < b->nunits; k++) {
 		struct unit *u;
 
 		if (!(set >> k & 1))
 			continue;
-		u = range_unit(r, b->first + (uint64_t)k * UNIT_SIZE);
+		u = pt_unit(&c->pt, b->first + (uint64_t)k * UNIT_SIZE);
 		if (u)
-			fn(c, r, u);
+			client_unbusy_resolve(c, u);
 	}
 }
 
-/* Register runs of claimed, unregistered units with one ioctl each. */
-static int batch_register(struct client *c, struct range *r,
-			  const struct batch *b)
+/* Register the batch's claimed pieces with the client's userfaultfd, in
+ * runs of contiguous pieces, one ioctl each. */
+static int batch_register(struct client *c, const struct batch *b)
 {
 	for (uint32_t k = 0; k < b->nunits; k++) {
-		uint64_t start, end, va = b->first + (uint64_t)k * UNIT_SIZE;
-		struct unit *u = range_unit(r, va);
+		uint64_t start, end;
 		uint32_t j = k;
 		int err;
 
-		if (!(b->busy >> k & 1) || u->registered)
+		if (!(b->busy >> k & 1))
 			continue;
-		while (j + 1 < b->nunits && b->busy >> (j + 1) & 1 &&
-		       !range_unit(r, va + (uint64_t)(j + 1 - k) * UNIT_SIZE)
-				->registered)
+		while (j + 1 < b->nunits && b->busy >> (j + 1) & 1)
 			j++;
-		start = MAX(va, r->start);
-		end = MIN(b->first + (uint64_t)(j + 1) * UNIT_SIZE, r->end);
+		start = MAX(b->first + (uint64_t)k * UNIT_SIZE, b->addr);
+		end = MIN(b->first + (uint64_t)(j + 1) * UNIT_SIZE, b->end);
 		err = uffd_register_missing(c->uffd, start, end - start);
 		if (err) {
 			log_warn("client %u: registering %#llx-%#llx: %s", c->id,
@@ -75,7 +71,7 @@ static int batch_register(struct client *c, struct range *r,
 			return err == -ESRCH ? err : -EINVAL;
 		}
 		for (uint32_t i = k; i <= j; i++)
-			range_unit(r, b->first + (uint64_t)i * UNIT_SIZE)
+			pt_unit(&c->pt, b->first + (uint64_t)i * UNIT_SIZE)
 				->registered = true;
 		k = j;
 	}
@@ -87,7 +83,6 @@ int migrate_begin(struct client *c, const struct dm_migrate *m,
 {
 	uint64_t end = m->addr + m->len;
 	struct batch b = { 0 };
-	struct range *r;
 	int err = migrate_check_span(c, m->addr, m->len, m->flags);
 
 	memset(rep, 0, sizeof(*rep));
@@ -103,8 +98,8 @@ int migrate_begin(struct client *c, const struct dm_migrate *m,
 		err = -EBUSY;
 		goto out;
 	}
-	r = pt_find_span(&c->pt, m->addr, m->len);
-	if (!r) {
+	events_wait(c);
+	if (!pt_covered(&c->pt, m->addr, m->len)) {
 		err = -EINVAL;
 		goto out;
 	}
@@ -122,7 +117,7 @@ int migrate_begin(struct client *c, const struct dm_migrate *m,
 		unsigned i0 = unit_page(MAX(va, m->addr));
 		unsigned i1 = i0 + (unsigned)((MIN(va + UNIT_SIZE, end) -
 					       MAX(va, m->addr)) >> PAGE_SHIFT);
-		struct unit *u = client_wait_unit(c, r, va);
+		struct unit *u = client_wait_unit(c, va);
 		bool need = !u;
 
 		for (unsigned i = i0; u && i < i1 && !need; i++)
@@ -130,7 +125,7 @@ int migrate_begin(struct client *c, const struct dm_migrate *m,
 		if (!need)
 			continue; /* already on the device */
 		if (!u)
-			u = pt_unit_get(&c->pt, r, va, c);
+			u = pt_unit_get(&c->pt, va, c);
 		if (!u) {
 			err = -ENOMEM;
 			break;
@@ -139,9 +134,9 @@ int migrate_begin(struct client *c, const struct dm_migrate *m,
 		b.busy |= 1ull << k;
 	}
 	if (!err)
-		err = batch_register(c, r, &b);
+		err = batch_register(c, &b);
 	if (err) {
-		batch_for_each_unit(&b, b.busy, client_unbusy_resolve, c, r);
+		batch_unbusy(c, &b, b.busy);
 		goto out;
 	}
 	b.move = b.busy;
@@ -332,14 +327,14 @@ static void plan_install(struct client *c, struct unit *u,
 	}
 }
 
-static unsigned range_device_pages(struct range *r, uint64_t start,
-				   uint64_t end)
+static unsigned device_pages(const struct pagetable *pt, uint64_t start,
+			     uint64_t end)
 {
 	unsigned n = 0;
 
 	for (uint64_t va = ALIGN_DOWN(start, UNIT_SIZE); va < end;
 	     va += UNIT_SIZE) {
-		struct unit *u = range_unit(r, va);
+		struct unit *u = pt_unit(pt, va);
 		unsigned i0 = unit_page(MAX(va, start));
 		unsigned i1 = i0 + (unsigned)((MIN(va + UNIT_SIZE, end) -
 					       MAX(va, start)) >> PAGE_SHIFT);
@@ -357,17 +352,15 @@ int migrate_commit(struct client *c, const struct dm_migrate *m,
 	struct unit_plan *plan = NULL;
 	uint64_t inplace = 0, failed = 0;
 	struct batch b;
-	struct range *r;
 	size_t npages;
 	int err = 0, status = 0;
 
 	memset(rep, 0, sizeof(*rep));
 	pthread_mutex_lock(&c->lock);
 	b = c->batch;
-	r = pt_find_range(&c->pt, b.addr);
 	pthread_mutex_unlock(&c->lock);
 	if (!b.active || b.committed || m->addr != b.addr ||
-	    m->addr + m->len != b.end || m->units & ~b.move || !r)
+	    m->addr + m->len != b.end || m->units & ~b.move)
 		return -EPROTO;
 
 	/* the batch's units are busy: nobody else touches their pages, so
@@ -403,7 +396,7 @@ int migrate_commit(struct client *c, const struct dm_migrate *m,
 			continue;
 		}
 		pthread_mutex_lock(&c->lock);
-		u = range_unit(r, b.first + (uint64_t)k * UNIT_SIZE);
+		u = pt_unit(&c->pt, b.first + (uint64_t)k * UNIT_SIZE);
 		plan_unit(c, &b, k, u, slotf, userf, plan);
 		pthread_mutex_unlock(&c->lock);
 
@@ -435,11 +428,10 @@ out:
 		status = err;
 	}
 	c->batch.busy = inplace | failed;
-	batch_for_each_unit(&b, b.move & ~(inplace | failed),
-			    client_unbusy_resolve, c, r);
+	batch_unbusy(c, &b, b.move & ~(inplace | failed));
 	c->batch.active = c->batch.busy != 0;
 	c->batch.committed = true;
-	rep->pages = range_device_pages(r, b.addr, b.end);
+	rep->pages = device_pages(&c->pt, b.addr, b.end);
 	rep->units = inplace;
 	rep->failed = failed;
 	pthread_mutex_unlock(&c->lock);
@@ -451,19 +443,17 @@ out:
 
 int migrate_finish(struct client *c, const struct dm_migrate *m)
 {
-	struct range *r;
 	struct batch b;
 
 	pthread_mutex_lock(&c->lock);
 	b = c->batch;
-	r = pt_find_range(&c->pt, b.addr);
 	if (!b.active || !b.committed || m->addr != b.addr ||
-	    m->addr + m->len != b.end || m->units != b.busy || !r) {
+	    m->addr + m->len != b.end || m->units != b.busy) {
 		pthread_mutex_unlock(&c->lock);
 		return -EPROTO;
 	}
 	c->batch.active = false;
-	batch_for_each_unit(&b, b.busy, client_unbusy_resolve, c, r);
+	batch_unbusy(c, &b, b.busy);
 	pthread_mutex_unlock(&c->lock);
 	return 0;
 }

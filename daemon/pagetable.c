@@ -13,22 +13,22 @@ void pt_init(struct pagetable *pt)
 	pt->next_serial = 1;
 }
 
-static void range_free(struct range *r)
-{
-	for (uint32_t i = 0; i < r->nunits; i++)
-		free(r->units[i]);
-	free(r->units);
-	free(r);
-}
-
 void pt_destroy(struct pagetable *pt)
 {
-	for (uint32_t i = 0; i < pt->nranges; i++)
-		range_free(pt->ranges[i]);
+	for (uint32_t b = 0; b < pt->nbuckets; b++)
+		while (pt->buckets[b]) {
+			struct unit *u = pt->buckets[b];
+
+			pt->buckets[b] = u->hnext;
+			free(u);
+		}
+	free(pt->buckets);
 	free(pt->ranges);
 	free(pt->parked);
 	pt_init(pt);
 }
+
+/* ---- registered ranges ---- */
 
 /* index of the first range whose end is above addr */
 static uint32_t lower_bound(const struct pagetable *pt, uint64_t addr)
@@ -38,7 +38,7 @@ static uint32_t lower_bound(const struct pagetable *pt, uint64_t addr)
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 
-		if (pt->ranges[mid]->end <= addr)
+		if (pt->ranges[mid].end <= addr)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -46,109 +46,207 @@ static uint32_t lower_bound(const struct pagetable *pt, uint64_t addr)
 	return lo;
 }
 
-struct range *pt_find_range(const struct pagetable *pt, uint64_t addr)
+static int ranges_insert(struct pagetable *pt, uint32_t i, uint64_t start,
+			 uint64_t end)
 {
-	uint32_t i = lower_bound(pt, addr);
-
-	if (i < pt->nranges && pt->ranges[i]->start <= addr)
-		return pt->ranges[i];
-	return NULL;
-}
-
-struct range *pt_find_span(const struct pagetable *pt, uint64_t addr,
-			   uint64_t len)
-{
-	struct range *r = pt_find_range(pt, addr);
-
-	if (!r || len == 0 || addr + len < addr || addr + len > r->end)
-		return NULL;
-	return r;
-}
-
-int pt_add_range(struct pagetable *pt, uint64_t start, uint64_t end)
-{
-	uint32_t i = lower_bound(pt, start);
-	struct range *r;
-
-	if (i < pt->nranges && pt->ranges[i]->start < end)
-		return -EEXIST;
-	if (pt->nranges == pt->cap) {
-		uint32_t cap = pt->cap ? pt->cap * 2 : 8;
-		struct range **n = realloc(pt->ranges, cap * sizeof(*n));
+	if (pt->nranges == pt->ranges_cap) {
+		uint32_t cap = pt->ranges_cap ? pt->ranges_cap * 2 : 8;
+		struct span *n = realloc(pt->ranges, cap * sizeof(*n));
 
 		if (!n)
 			return -ENOMEM;
 		pt->ranges = n;
-		pt->cap = cap;
-	}
-	r = calloc(1, sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	r->start = start;
-	r->end = end;
-	r->base = ALIGN_DOWN(start, UNIT_SIZE);
-	r->nunits = (uint32_t)((ALIGN_UP(end, UNIT_SIZE) - r->base) / UNIT_SIZE);
-	r->units = calloc(r->nunits, sizeof(*r->units));
-	if (!r->units) {
-		free(r);
-		return -ENOMEM;
+		pt->ranges_cap = cap;
 	}
 	memmove(&pt->ranges[i + 1], &pt->ranges[i],
 		(pt->nranges - i) * sizeof(*pt->ranges));
-	pt->ranges[i] = r;
+	pt->ranges[i].start = start;
+	pt->ranges[i].end = end;
 	pt->nranges++;
 	pt->registered_bytes += end - start;
 	return 0;
 }
 
-int pt_remove_range(struct pagetable *pt, uint64_t start, uint64_t end)
+static void ranges_delete(struct pagetable *pt, uint32_t i)
 {
-	uint32_t i = lower_bound(pt, start);
-	struct range *r;
-
-	if (i >= pt->nranges || pt->ranges[i]->start != start ||
-	    pt->ranges[i]->end != end)
-		return -EINVAL;
-	r = pt->ranges[i];
+	pt->registered_bytes -= pt->ranges[i].end - pt->ranges[i].start;
 	memmove(&pt->ranges[i], &pt->ranges[i + 1],
 		(pt->nranges - i - 1) * sizeof(*pt->ranges));
 	pt->nranges--;
-	pt->registered_bytes -= end - start;
-	range_free(r);
+}
+
+int pt_add_range(struct pagetable *pt, uint64_t start, uint64_t end)
+{
+	uint32_t i = lower_bound(pt, start);
+
+	if (i < pt->nranges && pt->ranges[i].start < end)
+		return -EEXIST;
+	return ranges_insert(pt, i, start, end);
+}
+
+int pt_remove_range(struct pagetable *pt, uint64_t start, uint64_t end)
+{
+	uint32_t i = lower_bound(pt, start);
+
+	if (i >= pt->nranges || pt->ranges[i].start != start ||
+	    pt->ranges[i].end != end)
+		return -EINVAL;
+	ranges_delete(pt, i);
 	return 0;
 }
 
-struct unit *pt_unit_get(struct pagetable *pt, struct range *r, uint64_t addr,
-			 struct client *c)
+int pt_carve(struct pagetable *pt, uint64_t start, uint64_t end)
 {
-	uint32_t i = range_unit_index(r, addr);
-	struct unit *u = r->units[i];
+	uint32_t i = lower_bound(pt, start);
+
+	while (i < pt->nranges && pt->ranges[i].start < end) {
+		struct span r = pt->ranges[i];
+
+		if (r.start < start && r.end > end) {
+			/* the hole is inside: cut the range in two */
+			if (ranges_insert(pt, i + 1, end, r.end))
+				return -ENOMEM;
+			pt->ranges[i].end = start;
+			pt->registered_bytes -= r.end - start;
+			return 0;
+		}
+		if (r.start < start) {
+			pt->ranges[i].end = start;
+			pt->registered_bytes -= r.end - start;
+			i++;
+		} else if (r.end > end) {
+			pt->ranges[i].start = end;
+			pt->registered_bytes -= end - r.start;
+			return 0;
+		} else {
+			ranges_delete(pt, i);
+		}
+	}
+	return 0;
+}
+
+bool pt_covered(const struct pagetable *pt, uint64_t addr, uint64_t len)
+{
+	uint64_t end = addr + len, at = addr;
+
+	if (!len || end < addr)
+		return false;
+	for (uint32_t i = lower_bound(pt, addr);
+	     i < pt->nranges && pt->ranges[i].start <= at; i++) {
+		at = pt->ranges[i].end;
+		if (at >= end)
+			return true;
+	}
+	return false;
+}
+
+void pt_for_each_registered(const struct pagetable *pt, uint64_t start,
+			    uint64_t end,
+			    void (*fn)(uint64_t s, uint64_t e, void *arg),
+			    void *arg)
+{
+	for (uint32_t i = lower_bound(pt, start);
+	     i < pt->nranges && pt->ranges[i].start < end; i++)
+		fn(MAX(start, pt->ranges[i].start), MIN(end, pt->ranges[i].end),
+		   arg);
+}
+
+/* ---- units ---- */
+
+static uint32_t bucket_of(const struct pagetable *pt, uint64_t va)
+{
+	uint64_t h = (va >> 21) * 0x9e3779b97f4a7c15ull;
+
+	return (uint32_t)(h >> 32) & (pt->nbuckets - 1);
+}
+
+struct unit *pt_unit(const struct pagetable *pt, uint64_t va)
+{
+	if (!pt->nbuckets)
+		return NULL;
+	for (struct unit *u = pt->buckets[bucket_of(pt, va)]; u; u = u->hnext)
+		if (u->va == va)
+			return u;
+	return NULL;
+}
+
+static int grow(struct pagetable *pt)
+{
+	uint32_t n = pt->nbuckets ? pt->nbuckets * 2 : 64;
+	struct unit **old = pt->buckets;
+	uint32_t oldn = pt->nbuckets;
+
+	pt->buckets = calloc(n, sizeof(*pt->buckets));
+	if (!pt->buckets) {
+		pt->buckets = old;
+		return -ENOMEM;
+	}
+	pt->nbuckets = n;
+	for (uint32_t b = 0; b < oldn; b++)
+		while (old[b]) {
+			struct unit *u = old[b];
+			uint32_t k = bucket_of(pt, u->va);
+
+			old[b] = u->hnext;
+			u->hnext = pt->buckets[k];
+			pt->buckets[k] = u;
+		}
+	free(old);
+	return 0;
+}
+
+struct unit *pt_unit_get(struct pagetable *pt, uint64_t va, struct client *c)
+{
+	struct unit *u = pt_unit(pt, va);
+	uint32_t b;
 
 	if (u)
 		return u;
+	if (pt->nunits >= pt->nbuckets && grow(pt) && !pt->nbuckets)
+		return NULL;
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return NULL;
-	u->va = r->base + (uint64_t)i * UNIT_SIZE;
+	u->va = va;
 	u->serial = pt->next_serial++;
 	u->client = c;
 	INIT_LIST_HEAD(&u->lru);
-	r->units[i] = u;
+	b = bucket_of(pt, va);
+	u->hnext = pt->buckets[b];
+	pt->buckets[b] = u;
+	pt->nunits++;
 	return u;
 }
 
-void unit_span(const struct range *r, const struct unit *u, uint64_t *start,
-	       uint64_t *end)
+void pt_unit_free(struct pagetable *pt, struct unit *u)
 {
-	*start = MAX(u->va, r->start);
-	*end = MIN(u->va + UNIT_SIZE, r->end);
-}
+	struct unit **pp = &pt->buckets[bucket_of(pt, u->va)];
 
-void pt_unit_free(struct range *r, struct unit *u)
-{
-	r->units[range_unit_index(r, u->va)] = NULL;
+	while (*pp && *pp != u)
+		pp = &(*pp)->hnext;
+	if (*pp) {
+		*pp = u->hnext;
+		pt->nunits--;
+	}
 	free(u);
 }
+
+void pt_for_each_unit(struct pagetable *pt,
+		      void (*fn)(struct unit *u, void *arg), void *arg)
+{
+	for (uint32_t b = 0; b < pt->nbuckets; b++) {
+		struct unit *u = pt->buckets[b];
+
+		while (u) {
+			struct unit *next = u->hnext;
+
+			fn(u, arg);
+			u = next;
+		}
+	}
+}
+
+/* ---- parked faults ---- */
 
 int pt_park(struct pagetable *pt, uint64_t addr, uint64_t flags)
 {

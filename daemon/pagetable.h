@@ -2,16 +2,18 @@
 /*
  * A client's device page table.
  *
- * A client registers ranges of its address space.  Each range is cut into
- * 2 MB-aligned units (the first and last may be partial); a unit that holds
- * device pages, or is being migrated, has a struct unit with one dpte per
- * 4 KB page.  Pages without a dpte in the DEVICE state are system memory (or
- * not populated): the kernel knows which, devmemd does not need to.
+ * The client registers ranges of its address space (an interval set, kept
+ * sorted and disjoint).  The address space is cut into 2 MB-aligned units; a
+ * unit that holds device pages, or is being migrated, has a struct unit with
+ * one dpte per 4 KB page, found by its address in a hash table (so that an
+ * mremap can move device pages anywhere).  Pages without a dpte in the DEVICE
+ * state are system memory (or not populated): the kernel knows which, devmemd
+ * does not need to.
  *
- * A unit with device pages is registered with the client's userfaultfd in
- * MISSING mode, so that CPU access to a device page faults to devmemd; a unit
- * without device pages is unregistered again, so that system memory runs as
- * plain memory (DESIGN.md, semantics 0).
+ * A unit's pages that are on the device, or being migrated, are registered
+ * with the client's userfaultfd in MISSING mode, so that CPU access faults to
+ * devmemd; once a unit holds no device page it is unregistered again, so that
+ * system memory runs as plain memory (DESIGN.md, semantics 0).
  *
  * All of it is protected by the client's lock.
  */
@@ -38,7 +40,8 @@ enum unit_owner {
 };
 
 #define DPTE_ZERO (1u << 0) /* reads as zeros: its device memory is never read */
-#define DPTE_FOLIO (1u << 1) /* part of an order-9 device folio: head is
+#define DPTE_FOLIO (1u << 1) /* part of an order-9 device folio whose page k is
+			       * always at page k of this unit: head is
 			       * dpfn & ~(FOLIO_PAGES - 1) */
 
 struct dpte {
@@ -51,21 +54,19 @@ struct dpte {
 struct unit {
 	uint64_t va; /* 2 MB-aligned */
 	uint64_t serial; /* tells a unit from a later one at the same va */
+	struct unit *hnext; /* hash chain */
 	struct client *client;
 	uint16_t ndevice; /* pages in DPTE_DEVICE */
 	bool huge; /* one order-9 folio mapped at va: all 512 pages DEVICE */
-	bool registered; /* MISSING-registered with the client's uffd */
+	bool registered; /* (part of) it is MISSING-registered */
 	atomic_uint busy; /* enum unit_owner: who holds it; faults are parked */
 	bool on_lru;
 	struct list_head lru; /* device->lru, protected by device->lru_lock */
 	struct dpte pte[FOLIO_PAGES];
 };
 
-struct range {
+struct span {
 	uint64_t start, end;
-	uint64_t base; /* start rounded down to 2 MB */
-	uint32_t nunits;
-	struct unit **units; /* NULL where a unit has no device state */
 };
 
 struct parked_fault {
@@ -74,52 +75,49 @@ struct parked_fault {
 };
 
 struct pagetable {
-	struct range **ranges; /* sorted by start, disjoint */
-	uint32_t nranges, cap;
+	struct span *ranges; /* registered: sorted, disjoint */
+	uint32_t nranges, ranges_cap;
 	uint64_t registered_bytes;
+	struct unit **buckets; /* units by va */
+	uint32_t nbuckets, nunits;
 	struct parked_fault *parked;
 	uint32_t nparked, parked_cap;
 	uint64_t next_serial;
 };
 
 void pt_init(struct pagetable *pt);
-/* Frees every range and unit; device memory must have been released. */
+/* Frees every unit; device memory must have been released. */
 void pt_destroy(struct pagetable *pt);
 
 /* Add [start, end): -EEXIST if it overlaps a registered range. */
 int pt_add_range(struct pagetable *pt, uint64_t start, uint64_t end);
 /* Remove the range that is exactly [start, end): -EINVAL if none. */
 int pt_remove_range(struct pagetable *pt, uint64_t start, uint64_t end);
-
-/* The range holding addr, or NULL. */
-struct range *pt_find_range(const struct pagetable *pt, uint64_t addr);
-/* The range holding all of [addr, addr + len), or NULL. */
-struct range *pt_find_span(const struct pagetable *pt, uint64_t addr,
-			   uint64_t len);
-
-static inline uint32_t range_unit_index(const struct range *r, uint64_t addr)
-{
-	return (uint32_t)((addr - r->base) / UNIT_SIZE);
-}
-
-static inline struct unit *range_unit(const struct range *r, uint64_t addr)
-{
-	return r->units[range_unit_index(r, addr)];
-}
+/* Remove [start, end) from whatever ranges it touches (mremap over managed
+ * memory); -ENOMEM if a range could not be cut. */
+int pt_carve(struct pagetable *pt, uint64_t start, uint64_t end);
+/* Is all of [addr, addr + len) registered (len > 0, no wrap)? */
+bool pt_covered(const struct pagetable *pt, uint64_t addr, uint64_t len);
+/* Call fn for each registered part of [start, end). */
+void pt_for_each_registered(const struct pagetable *pt, uint64_t start,
+			    uint64_t end,
+			    void (*fn)(uint64_t s, uint64_t e, void *arg),
+			    void *arg);
 
 static inline unsigned unit_page(uint64_t addr)
 {
 	return (unsigned)((addr & UNIT_MASK) >> PAGE_SHIFT);
 }
 
-/* The unit at addr, created if it does not exist (NULL: out of memory). */
-struct unit *pt_unit_get(struct pagetable *pt, struct range *r, uint64_t addr,
-			 struct client *c);
-/* The part of unit u that lies inside its range. */
-void unit_span(const struct range *r, const struct unit *u, uint64_t *start,
-	       uint64_t *end);
-/* Detach and free a unit (it must hold no device memory). */
-void pt_unit_free(struct range *r, struct unit *u);
+/* The unit at va (2 MB-aligned), or NULL */
+struct unit *pt_unit(const struct pagetable *pt, uint64_t va);
+/* The unit at va, created if need be (NULL: out of memory) */
+struct unit *pt_unit_get(struct pagetable *pt, uint64_t va, struct client *c);
+/* Detach and free a unit (it must hold no device memory) */
+void pt_unit_free(struct pagetable *pt, struct unit *u);
+/* Every unit, in no particular order; fn may free the unit it gets */
+void pt_for_each_unit(struct pagetable *pt,
+		      void (*fn)(struct unit *u, void *arg), void *arg);
 
 /* Faults that arrived while their unit was busy */
 int pt_park(struct pagetable *pt, uint64_t addr, uint64_t flags);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "events.h"
 #include "log.h"
 #include "migrate.h"
 #include "uffdops.h"
@@ -166,7 +167,6 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 {
 	uint64_t end = m->addr + m->len;
 	uint32_t nslots = MIN(m->nslots, c->nslots), k = 0;
-	struct range *r;
 	int err = migrate_check_span(c, m->addr, m->len, m->flags);
 
 	memset(rep, 0, sizeof(*rep));
@@ -177,8 +177,8 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 		pthread_mutex_unlock(&c->lock);
 		return -EBUSY;
 	}
-	r = pt_find_span(&c->pt, m->addr, m->len);
-	if (!r) {
+	events_wait(c);
+	if (!pt_covered(&c->pt, m->addr, m->len)) {
 		pthread_mutex_unlock(&c->lock);
 		return -EINVAL;
 	}
@@ -187,7 +187,7 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 	     va += UNIT_SIZE) {
 		uint64_t ps = MAX(va, m->addr), pe = MIN(va + UNIT_SIZE, end);
 		unsigned npages = (unsigned)((pe - ps) >> PAGE_SHIFT);
-		struct unit *u = client_wait_unit(c, r, va);
+		struct unit *u = client_wait_unit(c, va);
 
 		if (!u) {
 			rep->pages += npages;
@@ -201,7 +201,7 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 			count(c, CNT_HUGE, 1);
 			rep->huge++;
 			rep->pages += npages;
-			client_unit_drop_if_empty(c, r, u);
+			client_unit_drop_if_empty(c, u);
 			continue;
 		}
 		if (back_whole(c, u, ps, pe, m->flags)) {
@@ -226,14 +226,14 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 			rep->split++;
 			count(c, CNT_SPLITS, 1);
 			rep->pages += npages;
-			client_unbusy_resolve(c, r, u);
+			client_unbusy_resolve(c, u);
 			continue;
 		}
 		if (client_unit_split(c, u))
 			rep->split++;
 		unit_return_4k(c, u, unit_page(ps), unit_page(ps) + npages);
 		rep->pages += npages;
-		client_unit_drop_if_empty(c, r, u);
+		client_unit_drop_if_empty(c, u);
 	}
 	c->back.n = k;
 	rep->nmoves = k;
@@ -257,8 +257,7 @@ int migrate_back_done(struct client *c, const struct dm_move *moves,
 			return -EINVAL;
 		}
 	for (uint32_t i = 0; i < n; i++) {
-		struct range *r = pt_find_range(&c->pt, moves[i].dst);
-		struct unit *u = r ? range_unit(r, moves[i].dst) : NULL;
+		struct unit *u = pt_unit(&c->pt, moves[i].dst);
 
 		if (!u || atomic_load(&u->busy) != BUSY_REQUEST)
 			continue; /* cannot happen: BACK holds them */
@@ -273,7 +272,7 @@ int migrate_back_done(struct client *c, const struct dm_move *moves,
 		else
 			rep->split++;
 		rep->pages += FOLIO_PAGES;
-		client_unbusy_resolve(c, r, u);
+		client_unbusy_resolve(c, u);
 	}
 	c->back.n = 0;
 	pthread_mutex_unlock(&c->lock);
@@ -311,19 +310,17 @@ int migrate_evict_one(struct device *d)
 	/* an entry may be stale (the unit went back or got busy since); it
 	 * is off the list now, so this ends */
 	while ((c = lru_pick(d, &va, &serial))) {
-		struct range *r;
 		struct unit *u;
 		bool evicted = false;
 
 		pthread_mutex_lock(&c->lock);
-		r = pt_find_range(&c->pt, va);
-		u = r ? range_unit(r, va) : NULL;
+		u = pt_unit(&c->pt, va);
 		if (u && u->serial == serial && u->ndevice &&
 		    atomic_load(&u->busy) == UNIT_IDLE) {
 			atomic_store(&u->busy, BUSY_EVICT);
 			unit_return_4k(c, u, 0, FOLIO_PAGES);
 			count(c, CNT_EVICTIONS, 1);
-			client_unbusy_resolve(c, r, u);
+			client_unbusy_resolve(c, u);
 			evicted = true;
 		}
 		pthread_mutex_unlock(&c->lock);

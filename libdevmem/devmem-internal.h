@@ -14,14 +14,12 @@
 #define STAGING_SLOTS 32 /* 2 MB slots for migrations: 64 MB per batch */
 #define FAULT_SLOTS 4 /* 2 MB slots devmemd uses to bring folios back */
 
-struct dm_span {
-	uint64_t addr, len;
-};
-
 struct devmem {
 	pthread_mutex_t lock; /* one request at a time */
+	struct devmem *next; /* every handle of the process (fork.c) */
 	int sock;
 	bool broken; /* the connection is lost: -ENOTCONN from now on */
+	bool forked; /* this is a fork()ed child's copy of the handle */
 	uint32_t next_id;
 	uint32_t client_id;
 	uint64_t capacity;
@@ -29,7 +27,8 @@ struct devmem {
 
 	/* set up on the first register */
 	bool attached;
-	int uffd;
+	int uffd; /* registered ranges; devmemd reads its events */
+	int staging_uffd; /* the staging slots: no events, only moves */
 	uint64_t uffd_features;
 	bool user_mode_only;
 	uint8_t *staging_map; /* the mapping, with alignment slack */
@@ -39,9 +38,6 @@ struct devmem {
 	pthread_t helper;
 	bool helper_running;
 
-	/* registered ranges, to bring their pages back on disconnect */
-	struct dm_span *spans;
-	uint32_t nspans, spans_cap;
 };
 
 static inline uint64_t dm_slot(const struct devmem *dm, uint32_t slot)
@@ -65,6 +61,13 @@ void dm_detach(struct devmem *dm);
  * *moved says how far it got.  Returns 0 or a negative errno. */
 int dm_uffd_move(int uffd, uint64_t dst, uint64_t src, uint64_t len,
 		 uint64_t mode, uint64_t *moved);
+
+/* Bring every device page of the process back (dm->lock held) */
+int dm_migrate_all_to_system(struct devmem *dm);
+
+/* Register/forget a handle for fork() handling (fork.c) */
+void dm_fork_track(struct devmem *dm);
+void dm_fork_untrack(struct devmem *dm);
 
 /* devmem_migrate's two directions (dm->lock held) */
 int dm_migrate_to_device(struct devmem *dm, uint64_t addr, uint64_t len,

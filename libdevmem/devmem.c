@@ -43,7 +43,7 @@ API int devmem_connect(const char *socket_path, devmem_t **out)
 	if (!dm)
 		return -ENOMEM;
 	dm->buf = malloc(DM_MAX_MSG);
-	dm->uffd = dm->helper_sock = -1;
+	dm->uffd = dm->staging_uffd = dm->helper_sock = -1;
 	dm->sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (!dm->buf || dm->sock < 0) {
 		err = dm->buf ? -errno : -ENOMEM;
@@ -62,6 +62,7 @@ API int devmem_connect(const char *socket_path, devmem_t **out)
 		pthread_mutex_destroy(&dm->lock);
 		goto fail;
 	}
+	dm_fork_track(dm);
 	*out = dm;
 	return 0;
 fail:
@@ -72,51 +73,20 @@ fail:
 	return err;
 }
 
-static int spans_add(struct devmem *dm, uint64_t addr, uint64_t len)
-{
-	if (dm->nspans == dm->spans_cap) {
-		uint32_t cap = dm->spans_cap ? dm->spans_cap * 2 : 8;
-		struct dm_span *n = realloc(dm->spans, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		dm->spans = n;
-		dm->spans_cap = cap;
-	}
-	dm->spans[dm->nspans].addr = addr;
-	dm->spans[dm->nspans].len = len;
-	dm->nspans++;
-	return 0;
-}
-
-static void spans_del(struct devmem *dm, uint64_t addr, uint64_t len)
-{
-	for (uint32_t i = 0; i < dm->nspans; i++)
-		if (dm->spans[i].addr == addr && dm->spans[i].len == len) {
-			dm->spans[i] = dm->spans[--dm->nspans];
-			return;
-		}
-}
-
 API void devmem_disconnect(devmem_t *dm)
 {
-	struct devmem_result res;
-
 	if (!dm)
 		return;
+	dm_fork_untrack(dm);
 	pthread_mutex_lock(&dm->lock);
 	/* no data loss for a live process: everything comes back first */
-	for (uint32_t i = 0; i < dm->nspans && dm->attached; i++) {
-		memset(&res, 0, sizeof(res));
-		dm_migrate_to_system(dm, dm->spans[i].addr, dm->spans[i].len, 0,
-				     &res);
-	}
+	if (dm->attached && !dm->broken)
+		dm_migrate_all_to_system(dm);
 	close(dm->sock);
 	dm->sock = -1;
 	dm_detach(dm);
 	pthread_mutex_unlock(&dm->lock);
 	pthread_mutex_destroy(&dm->lock);
-	free(dm->spans);
 	free(dm->buf);
 	free(dm);
 }
@@ -142,12 +112,6 @@ API int devmem_register(devmem_t *dm, void *addr, size_t len)
 	err = dm_attach(dm);
 	if (!err)
 		err = simple_call(dm, DM_REGISTER, &r);
-	if (!err) {
-		err = spans_add(dm, r.addr, r.len);
-		if (err) {
-			simple_call(dm, DM_UNREGISTER, &r);
-		}
-	}
 	pthread_mutex_unlock(&dm->lock);
 	return err;
 }
@@ -166,10 +130,7 @@ static int unregister_locked(struct devmem *dm, void *addr, size_t len,
 		if (err)
 			return err;
 	}
-	err = simple_call(dm, DM_UNREGISTER, &r);
-	if (!err)
-		spans_del(dm, r.addr, r.len);
-	return err;
+	return simple_call(dm, DM_UNREGISTER, &r);
 }
 
 API int devmem_unregister(devmem_t *dm, void *addr, size_t len)

@@ -55,8 +55,8 @@ static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
 	*stop = end;
 	while (at < end) {
 		uint64_t moved, vend;
-		int err = dm_uffd_move(dm->uffd, dst + (at - start), at,
-				       end - at,
+		int err = dm_uffd_move(dm->staging_uffd, dst + (at - start),
+				       at, end - at,
 				       UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &moved);
 
 		at += moved;
@@ -159,9 +159,12 @@ static int to_device_batch(struct devmem *dm, uint64_t addr, uint64_t end,
 			move_back(dm, ps, pe, slot);
 		else if (cr.units >> k & 1)
 			madvise((void *)(uintptr_t)ps, pe - ps, MADV_DONTNEED);
-		/* slots start empty next time */
-		madvise((void *)(uintptr_t)slot, UNIT_SIZE, MADV_DONTNEED);
 	}
+	/* slots start empty next time */
+	if (moved)
+		madvise((void *)(uintptr_t)dm_slot(dm, 0),
+			(size_t)(64 - __builtin_clzll(moved)) * UNIT_SIZE,
+			MADV_DONTNEED);
 	pending = cr.units | cr.failed;
 	if (pending) {
 		m.units = pending;
@@ -245,4 +248,34 @@ int dm_migrate_to_system(struct devmem *dm, uint64_t addr, uint64_t len,
 		at = next;
 	}
 	return 0;
+}
+
+int dm_migrate_all_to_system(struct devmem *dm)
+{
+	uint64_t from = 0;
+	int err = 0;
+
+	/* devmemd knows the ranges: mremap may have moved them */
+	for (;;) {
+		struct dm_range q = { .addr = from }, ranges[64];
+		struct devmem_result res;
+		struct dm_msg rep;
+		uint32_t n;
+
+		err = dm_call(dm, DM_RANGES, &q, NULL, 0, NULL, 0, &rep);
+		n = MIN(rep.ntail, ARRAY_SIZE(ranges));
+		if (!err)
+			memcpy(ranges, rep.tail, n * sizeof(ranges[0]));
+		dm_msg_release(&rep);
+		if (err || !n)
+			return err;
+		for (uint32_t i = 0; i < n; i++) {
+			memset(&res, 0, sizeof(res));
+			err = dm_migrate_to_system(dm, ranges[i].addr,
+						   ranges[i].len, 0, &res);
+			if (err)
+				return err;
+		}
+		from = ranges[n - 1].addr + ranges[n - 1].len;
+	}
 }

@@ -153,6 +153,7 @@ static const struct msg_desc requests[DM_TYPE_MAX] = {
 	[DM_HELPER_MOVE] = { "helper-move",
 			     LAYOUT(dm_helper_move, f_helper_move), NOTAIL, 0,
 			     0 },
+	[DM_RANGES] = { "ranges", LAYOUT(dm_range, f_range), NOTAIL, 0, 0 },
 };
 
 static const struct msg_desc replies[DM_TYPE_MAX] = {
@@ -195,6 +196,8 @@ static const struct msg_desc replies[DM_TYPE_MAX] = {
 	[DM_HELPER_MOVE] = { "helper-move",
 			     LAYOUT(dm_helper_reply, f_helper_reply), NOTAIL, 0,
 			     0 },
+	[DM_RANGES] = { "ranges", STATUS_ONLY, LAYOUT(dm_range, f_range),
+			DM_MAX_RANGES_LIST, 0 },
 };
 
 static const struct msg_desc *desc_of(uint16_t type)

@@ -28,6 +28,7 @@
 #define DM_MAX_BATCH 64 /* 2 MB units per migration batch (one u64 bitmap) */
 #define DM_MAX_SNAPSHOT 65536 /* pages per snapshot message */
 #define DM_MAX_CLIENTS_LIST 1024
+#define DM_MAX_RANGES_LIST 4096
 #define DM_STR 128 /* fixed string fields */
 
 struct dm_hdr {
@@ -57,6 +58,7 @@ enum dm_type {
 	DM_CLIENTS,
 	DM_POLICY,
 	DM_HELPER_MOVE, /* devmemd -> the client's helper thread */
+	DM_RANGES, /* the client's registered ranges (from an address on) */
 	DM_TYPE_MAX
 };
 

@@ -23,8 +23,14 @@
 #include "devmem-internal.h"
 #include "uffd_compat.h"
 
-/* Features devmem uses where the kernel has them */
-#define WANTED_FEATURES (UFFD_FEATURE_MOVE | UFFD_FEATURE_POISON)
+/* Features devmem uses where the kernel has them: on the fd of the
+ * registered ranges, moves, poison and the events devmemd needs to follow
+ * munmap, MADV_DONTNEED/FREE and mremap; on the staging fd, moves only, so
+ * that dropping staged pages never waits for devmemd. */
+#define RANGE_FEATURES                                                    \
+	(UFFD_FEATURE_MOVE | UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_UNMAP | \
+	 UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_REMAP)
+#define STAGING_FEATURES UFFD_FEATURE_MOVE
 
 static int xioctl(int fd, unsigned long req, void *arg)
 {
@@ -60,13 +66,12 @@ static int uffd_open(bool *user_mode_only)
 	return fd;
 }
 
-/* Open a userfaultfd with the wanted features the kernel has: UFFDIO_API
+/* Open a userfaultfd with the wanted features the kernel has.  UFFDIO_API
  * can be issued once per fd, so a first fd asks what there is. */
-static int uffd_create(struct devmem *dm)
+static int uffd_create(uint64_t wanted, uint64_t *got, bool *user_mode_only)
 {
 	struct uffdio_api api = { .api = UFFD_API };
-	bool umo;
-	int fd = uffd_open(&umo), err;
+	int fd = uffd_open(user_mode_only), err;
 
 	if (fd < 0)
 		return fd;
@@ -76,20 +81,17 @@ static int uffd_create(struct devmem *dm)
 		return err;
 	if (!(api.features & UFFD_FEATURE_MOVE))
 		return -EOPNOTSUPP; /* UFFDIO_MOVE: Linux 6.8 */
-	fd = uffd_open(&umo);
+	fd = uffd_open(user_mode_only);
 	if (fd < 0)
 		return fd;
-	api = (struct uffdio_api){ .api = UFFD_API,
-				   .features = api.features & WANTED_FEATURES };
+	*got = api.features & wanted;
+	api = (struct uffdio_api){ .api = UFFD_API, .features = *got };
 	err = xioctl(fd, UFFDIO_API, &api);
 	if (err) {
 		close(fd);
 		return err;
 	}
-	dm->uffd = fd;
-	dm->uffd_features = api.features & WANTED_FEATURES;
-	dm->user_mode_only = umo;
-	return 0;
+	return fd;
 }
 
 int dm_uffd_move(int uffd, uint64_t dst, uint64_t src, uint64_t len,
@@ -161,6 +163,8 @@ static void *helper_main(void *arg)
 						  src, len,
 						  UFFDIO_MOVE_MODE_DONTWAKE,
 						  &rep.moved);
+			/* no event comes of it: the slots are on the staging
+			 * fd, so this cannot wait for devmemd */
 			/* the slot is empty afterwards, whatever happened */
 			if (rep.moved < len)
 				madvise((void *)(uintptr_t)(src + rep.moved),
@@ -192,32 +196,35 @@ static int staging_create(struct devmem *dm)
 	dm->staging = ALIGN_UP((uint64_t)(uintptr_t)map, UNIT_SIZE);
 	/* slots hold whole folios: THPs where the kernel gives them */
 	madvise((void *)(uintptr_t)dm->staging, len, MADV_HUGEPAGE);
-	/* UFFDIO_MOVE needs its destination registered with our fd; WP mode
-	 * (never used to protect anything) keeps every other fault of the
-	 * slots ordinary */
+	/* UFFDIO_MOVE needs its destination registered with the fd it is
+	 * issued on; WP mode (never used to protect anything) keeps every
+	 * fault of the slots ordinary: devmemd writes into empty slots */
 	reg.range.start = dm->staging;
 	reg.range.len = len;
-	err = xioctl(dm->uffd, UFFDIO_REGISTER, &reg);
-	if (err == -EINVAL) {
-		/* no anonymous WP here: MISSING mode, and devmemd fills any
-		 * hole it meets as a plain zero page */
-		reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-		err = xioctl(dm->uffd, UFFDIO_REGISTER, &reg);
-	}
-	return err;
+	err = xioctl(dm->staging_uffd, UFFDIO_REGISTER, &reg);
+	return err == -EINVAL ? -EOPNOTSUPP : err;
 }
 
 int dm_attach(struct devmem *dm)
 {
 	struct dm_attach a = { 0 };
+	uint64_t staging_features;
 	struct dm_msg rep;
 	int sv[2] = { -1, -1 }, fds[2];
+	bool umo;
 	int err;
 
 	if (dm->attached)
 		return 0;
-	dm->uffd = dm->helper_sock = -1;
-	err = uffd_create(dm);
+	dm->uffd = dm->staging_uffd = dm->helper_sock = -1;
+	dm->uffd = uffd_create(RANGE_FEATURES, &dm->uffd_features,
+			       &dm->user_mode_only);
+	err = dm->uffd < 0 ? dm->uffd : 0;
+	if (!err) {
+		dm->staging_uffd = uffd_create(STAGING_FEATURES,
+					       &staging_features, &umo);
+		err = dm->staging_uffd < 0 ? dm->staging_uffd : 0;
+	}
 	if (!err)
 		err = staging_create(dm);
 	if (!err && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
@@ -248,19 +255,25 @@ fail:
 	return err;
 }
 
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
 void dm_detach(struct devmem *dm)
 {
-	if (dm->helper_sock >= 0)
+	/* a fork()ed child shares these sockets with its parent: shutting
+	 * one down would cut the parent off too */
+	if (dm->helper_sock >= 0 && !dm->forked)
 		shutdown(dm->helper_sock, SHUT_RDWR);
 	if (dm->helper_running)
 		pthread_join(dm->helper, NULL);
 	dm->helper_running = false;
-	if (dm->helper_sock >= 0)
-		close(dm->helper_sock);
-	dm->helper_sock = -1;
-	if (dm->uffd >= 0)
-		close(dm->uffd);
-	dm->uffd = -1;
+	close_fd(&dm->helper_sock);
+	close_fd(&dm->uffd);
+	close_fd(&dm->staging_uffd);
 	if (dm->staging_map)
 		munmap(dm->staging_map, dm->staging_map_len);
 	dm->staging_map = NULL;

@@ -35,7 +35,7 @@
 				     " " __VA_ARGS__);            \
 	} while (0)
 
-#define NTYPES (DM_TYPE_MAX - 1) /* DM_HELLO .. DM_HELPER_MOVE */
+#define NTYPES (DM_TYPE_MAX - 1) /* DM_HELLO .. DM_RANGES */
 #define BIGBUF (DM_MAX_MSG + 256)
 
 /* ---- an independent description of every body and tail ---- */
@@ -205,6 +205,7 @@ static const struct tspec req_spec[DM_TYPE_MAX] = {
 	[DM_CLIENTS] = {&L_none, NULL, 0},
 	[DM_POLICY] = {&L_policy, NULL, 0},
 	[DM_HELPER_MOVE] = {&L_helper_move, NULL, 0},
+	[DM_RANGES] = {&L_range, NULL, 0},
 };
 
 static const struct tspec rep_spec[DM_TYPE_MAX] = {
@@ -226,6 +227,7 @@ static const struct tspec rep_spec[DM_TYPE_MAX] = {
 	[DM_CLIENTS] = {&L_status, &L_client_info, DM_MAX_CLIENTS_LIST},
 	[DM_POLICY] = {&L_policy_reply, NULL, 0},
 	[DM_HELPER_MOVE] = {&L_helper_reply, NULL, 0},
+	[DM_RANGES] = {&L_status, &L_range, DM_MAX_RANGES_LIST},
 };
 
 static const struct tspec *spec_of(uint16_t type)
@@ -1170,6 +1172,7 @@ START_TEST(test_type_nfds_and_names)
 		[DM_CLIENTS] = "clients",
 		[DM_POLICY] = "policy",
 		[DM_HELPER_MOVE] = "helper-move",
+		[DM_RANGES] = "ranges",
 	};
 	static const uint16_t bad_types[] = {
 		0,     DM_TYPE_MAX, 0x7fff, DM_REPLY, DM_REPLY | DM_TYPE_MAX,

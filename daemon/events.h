@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Non-cooperative userfaultfd events: what the client did to its address
+ * space (munmap, MADV_DONTNEED/FREE, mremap) and what that means for its
+ * device pages.
+ *
+ * The client's syscall blocks until devmemd reads the event, and until then
+ * the kernel refuses UFFDIO_COPY and friends on its address space (-EAGAIN),
+ * so resolvers read events at once; applying one may have to wait for busy
+ * units, so events queue, in order, and run as soon as they can.  Requests
+ * that start something new wait for the queue to drain first.
+ */
+#ifndef DEVMEM_EVENTS_H
+#define DEVMEM_EVENTS_H
+
+#include "client.h"
+
+/* Queue an event read from the client's userfaultfd and run what can run
+ * (lock not held). */
+void events_queue(struct client *c, const struct uffd_msg *m);
+
+/* Run queued events while their units are idle (lock held). */
+void events_run(struct client *c);
+
+/* Wait until no event is queued (lock held; drops it while waiting). */
+void events_wait(struct client *c);
+
+#endif /* DEVMEM_EVENTS_H */
