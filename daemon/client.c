@@ -124,8 +124,10 @@ static void unregister_span(uint64_t start, uint64_t end, void *arg)
 	struct client *c = arg;
 	int err = uffd_unregister(c->uffd, start, end - start);
 
-	/* -ENOENT/-EINVAL: the mapping is gone (munmap, mremap) */
-	if (err && err != -ESRCH && err != -ENOENT && err != -EINVAL)
+	/* -ENOENT/-EINVAL: the mapping is gone (munmap, mremap); -ESRCH,
+	 * -ENOMEM: so is the process */
+	if (err && err != -ESRCH && err != -ENOENT && err != -EINVAL &&
+	    err != -ENOMEM)
 		log_warn("client %u: unregistering %#llx-%#llx: %s", c->id,
 			 (unsigned long long)start, (unsigned long long)end,
 			 strerror(-err));

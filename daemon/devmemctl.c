@@ -26,6 +26,7 @@ static const char usage[] =
 	"                              granularity auto|4k, fault-granularity folio|4k,\n"
 	"                              free whole|split, on-full evict|fail\n"
 	"  inject fail-huge|fail-any N fail the next N order-9 (or any) allocations\n"
+	"  evict                       bring all device memory back to its owners\n"
 	"Options:\n"
 	"  -s, --socket PATH   devmemd's socket (default: $DEVMEM_SOCKET, else\n"
 	"                      $XDG_RUNTIME_DIR/devmemd.sock or /tmp/devmemd-$UID.sock)\n"
@@ -319,6 +320,23 @@ bad:
 	return 2;
 }
 
+static int cmd_evict(struct ctl *c)
+{
+	struct dm_msg rep;
+	int err = call(c, DM_EVICT, NULL, &rep);
+
+	if (err)
+		die("evict", err);
+	if (c->json)
+		printf("{\"evicted_units\": %llu}\n",
+		       (unsigned long long)rep.u.count_reply.count);
+	else
+		printf("%llu units evicted\n",
+		       (unsigned long long)rep.u.count_reply.count);
+	dm_msg_release(&rep);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -358,7 +376,7 @@ int main(int argc, char **argv)
 	cmd = argv[optind++];
 	if (strcmp(cmd, "status") && strcmp(cmd, "stats") &&
 	    strcmp(cmd, "clients") && strcmp(cmd, "policy") &&
-	    strcmp(cmd, "inject")) {
+	    strcmp(cmd, "inject") && strcmp(cmd, "evict")) {
 		fprintf(stderr, "devmemctl: unknown command '%s' (see devmemctl --help)\n",
 			cmd);
 		return 2;
@@ -372,5 +390,7 @@ int main(int argc, char **argv)
 		return cmd_clients(&c);
 	if (!strcmp(cmd, "policy"))
 		return cmd_policy(&c, argc - optind, argv + optind);
+	if (!strcmp(cmd, "evict"))
+		return cmd_evict(&c);
 	return cmd_inject(&c, argc - optind, argv + optind);
 }

@@ -27,6 +27,7 @@ union reply {
 	struct dm_stats_reply stats;
 	struct dm_policy_reply policy;
 	struct dm_status_reply status_full;
+	struct dm_count_reply count;
 };
 
 struct reply_ctx {
@@ -119,6 +120,8 @@ static int do_register(struct session *s, const struct dm_msg *m)
 	return err;
 }
 
+/* Whatever registered memory lies in [addr, addr + len) stops being managed
+ * (a munmap may have ended part of a registration already) */
 static int do_unregister(struct session *s, const struct dm_msg *m)
 {
 	struct client *c = s->client;
@@ -133,33 +136,32 @@ static int do_unregister(struct session *s, const struct dm_msg *m)
 		return -EBUSY;
 	}
 	events_wait(c);
-	err = pt_remove_range(&c->pt, addr, end);
-	if (err) {
+	if (!pt_intersects(&c->pt, addr, end)) {
 		pthread_mutex_unlock(&c->lock);
-		return err;
+		return -EINVAL;
 	}
 	/* libdevmem brought the data back first; what is left (pages that
 	 * came to the device since) goes with the registration */
 	for (uint64_t va = ALIGN_DOWN(addr, UNIT_SIZE); va < end;
 	     va += UNIT_SIZE) {
+		uint64_t ps = MAX(va, addr), pe = MIN(va + UNIT_SIZE, end);
 		struct unit *u = client_wait_unit(c, va);
 
 		if (!u)
 			continue;
-		if (va >= addr && va + UNIT_SIZE <= end)
+		if (ps == va && pe == va + UNIT_SIZE)
 			client_unit_free_all(c, u);
-		for (unsigned i = unit_page(MAX(va, addr));
-		     i < FOLIO_PAGES && va + ((uint64_t)i << PAGE_SHIFT) < end;
+		for (unsigned i = unit_page(ps); i < unit_page(ps) +
+							 ((pe - ps) >> PAGE_SHIFT);
 		     i++)
 			client_free_page(c, u, i);
 		if (u->registered)
-			uffd_unregister(c->uffd, MAX(va, addr),
-					MIN(va + UNIT_SIZE, end) -
-						MAX(va, addr));
+			uffd_unregister(c->uffd, ps, pe - ps);
 		client_unit_drop_if_empty(c, u);
 	}
+	err = pt_carve(&c->pt, addr, end);
 	pthread_mutex_unlock(&c->lock);
-	return 0;
+	return err;
 }
 
 static void fill_counters(uint64_t *out, const struct counters *cnt)
@@ -296,7 +298,7 @@ static int do_ranges(struct session *s, const struct dm_msg *m,
 		return -ENOMEM;
 	pthread_mutex_lock(&c->lock);
 	for (uint32_t i = 0; i < c->pt.nranges && n < DM_MAX_RANGES_LIST; i++)
-		if (c->pt.ranges[i].start >= m->u.range.addr) {
+		if (c->pt.ranges[i].end > m->u.range.addr) {
 			list[n].addr = c->pt.ranges[i].start;
 			list[n].len = c->pt.ranges[i].end - c->pt.ranges[i].start;
 			n++;
@@ -346,6 +348,7 @@ static const unsigned allowed[DM_TYPE_MAX] = {
 	[DM_CLIENTS] = ANY,
 	[DM_POLICY] = ANY,
 	[DM_RANGES] = CLIENT,
+	[DM_EVICT] = ANY,
 };
 
 static int handle(struct session *s, const struct dm_msg *m, int *fds,
@@ -401,6 +404,11 @@ static int handle(struct session *s, const struct dm_msg *m, int *fds,
 		return do_policy(s, m, rc);
 	case DM_RANGES:
 		return do_ranges(s, m, rc);
+	case DM_EVICT:
+		rc->body.count.count = device_evict_all(s->dev);
+		log_info("pid %d: %llu units evicted", (int)s->pid,
+			 (unsigned long long)rc->body.count.count);
+		return 0;
 	default:
 		return -EPROTO;
 	}

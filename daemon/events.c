@@ -8,6 +8,7 @@
 
 #include "events.h"
 #include "log.h"
+#include "procfs.h"
 #include "uffdops.h"
 
 /* A unit busy with the client's own committed batch, waiting for FINISH:
@@ -65,6 +66,20 @@ static void discard(struct client *c, uint64_t start, uint64_t end,
 		}
 		client_unit_drop_if_empty(c, u);
 	}
+	/* the registration ends with the mapping: a new mapping there is
+	 * the application's to register again */
+	if (unmapped && pt_carve(&c->pt, start, end))
+		log_err("client %u: out of memory unregistering %#llx-%#llx",
+			c->id, (unsigned long long)start,
+			(unsigned long long)end);
+}
+
+static int count_mapped(uint64_t start, uint64_t end, unsigned flags,
+			void *arg)
+{
+	if (flags)
+		*(uint64_t *)arg += end - start;
+	return 0;
 }
 
 struct moved_page {
@@ -97,7 +112,7 @@ static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 	bool aligned = !((to - from) & UNIT_MASK);
 	struct moved_page *moved = NULL;
 	size_t n = 0, cap = 0;
-	uint64_t end = from + len;
+	uint64_t end = from + len, mapped = 0;
 
 	for (uint64_t va = ALIGN_DOWN(from, UNIT_SIZE); va < end;
 	     va += UNIT_SIZE) {
@@ -144,7 +159,13 @@ static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 		client_unit_drop_if_empty(c, u);
 	}
 
-	/* the new place is managed memory too (the old one stays so) */
+	/* the registration moves with the mapping; with MREMAP_DONTUNMAP the
+	 * old place stays mapped, and registered */
+	if (!maps_walk(c->proc_dirfd, from, end, count_mapped, &mapped) &&
+	    !mapped && pt_carve(&c->pt, from, end))
+		log_err("client %u: out of memory unregistering %#llx-%#llx",
+			c->id, (unsigned long long)from,
+			(unsigned long long)end);
 	if (pt_carve(&c->pt, to, to + len) || pt_add_range(&c->pt, to, to + len))
 		log_err("client %u: out of memory registering %#llx-%#llx after an mremap",
 			c->id, (unsigned long long)to,

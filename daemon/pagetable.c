@@ -125,6 +125,13 @@ int pt_carve(struct pagetable *pt, uint64_t start, uint64_t end)
 	return 0;
 }
 
+bool pt_intersects(const struct pagetable *pt, uint64_t start, uint64_t end)
+{
+	uint32_t i = lower_bound(pt, start);
+
+	return i < pt->nranges && pt->ranges[i].start < end;
+}
+
 bool pt_covered(const struct pagetable *pt, uint64_t addr, uint64_t len)
 {
 	uint64_t end = addr + len, at = addr;

@@ -96,6 +96,8 @@ int pt_remove_range(struct pagetable *pt, uint64_t start, uint64_t end);
 /* Remove [start, end) from whatever ranges it touches (mremap over managed
  * memory); -ENOMEM if a range could not be cut. */
 int pt_carve(struct pagetable *pt, uint64_t start, uint64_t end);
+/* Is any of [start, end) registered? */
+bool pt_intersects(const struct pagetable *pt, uint64_t start, uint64_t end);
 /* Is all of [addr, addr + len) registered (len > 0, no wrap)? */
 bool pt_covered(const struct pagetable *pt, uint64_t addr, uint64_t len);
 /* Call fn for each registered part of [start, end). */

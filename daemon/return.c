@@ -220,8 +220,10 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 				k++;
 				continue;
 			}
-			log_warn("client %u: writing folio %#llx to its staging: %s",
-				 c->id, (unsigned long long)va, strerror(-err));
+			if (err != -ESRCH) /* not just a dead client */
+				log_warn("client %u: writing folio %#llx to its staging: %s",
+					 c->id, (unsigned long long)va,
+					 strerror(-err));
 			unit_return_4k(c, u, 0, FOLIO_PAGES);
 			rep->split++;
 			count(c, CNT_SPLITS, 1);

@@ -62,7 +62,9 @@ void dm_detach(struct devmem *dm);
 int dm_uffd_move(int uffd, uint64_t dst, uint64_t src, uint64_t len,
 		 uint64_t mode, uint64_t *moved);
 
-/* Bring every device page of the process back (dm->lock held) */
+/* Bring the device pages of the registered parts of [addr, addr + len), or
+ * of the whole process, back (dm->lock held) */
+int dm_migrate_span_to_system(struct devmem *dm, uint64_t addr, uint64_t len);
 int dm_migrate_all_to_system(struct devmem *dm);
 
 /* Register/forget a handle for fork() handling (fork.c) */

@@ -120,13 +120,12 @@ static int unregister_locked(struct devmem *dm, void *addr, size_t len,
 			     bool bring_back)
 {
 	struct dm_range r = { (uintptr_t)addr, len };
-	struct devmem_result res = { 0 };
 	int err;
 
 	if (!dm->attached)
 		return -EINVAL;
 	if (bring_back) {
-		err = dm_migrate_to_system(dm, r.addr, r.len, 0, &res);
+		err = dm_migrate_span_to_system(dm, r.addr, r.len);
 		if (err)
 			return err;
 	}

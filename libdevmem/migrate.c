@@ -250,17 +250,17 @@ int dm_migrate_to_system(struct devmem *dm, uint64_t addr, uint64_t len,
 	return 0;
 }
 
-int dm_migrate_all_to_system(struct devmem *dm)
+int dm_migrate_span_to_system(struct devmem *dm, uint64_t addr, uint64_t len)
 {
-	uint64_t from = 0;
-	int err = 0;
+	uint64_t end = addr + len, from = addr;
 
-	/* devmemd knows the ranges: mremap may have moved them */
+	/* devmemd knows the registered parts: a munmap may have ended some,
+	 * an mremap moved others */
 	for (;;) {
 		struct dm_range q = { .addr = from }, ranges[64];
-		struct devmem_result res;
 		struct dm_msg rep;
 		uint32_t n;
+		int err;
 
 		err = dm_call(dm, DM_RANGES, &q, NULL, 0, NULL, 0, &rep);
 		n = MIN(rep.ntail, ARRAY_SIZE(ranges));
@@ -270,12 +270,23 @@ int dm_migrate_all_to_system(struct devmem *dm)
 		if (err || !n)
 			return err;
 		for (uint32_t i = 0; i < n; i++) {
-			memset(&res, 0, sizeof(res));
-			err = dm_migrate_to_system(dm, ranges[i].addr,
-						   ranges[i].len, 0, &res);
+			uint64_t s = MAX(ranges[i].addr, addr);
+			uint64_t e = MIN(ranges[i].addr + ranges[i].len, end);
+			struct devmem_result res = { 0 };
+
+			if (s >= end)
+				return 0;
+			err = dm_migrate_to_system(dm, s, e - s, 0, &res);
 			if (err)
 				return err;
 		}
 		from = ranges[n - 1].addr + ranges[n - 1].len;
+		if (from >= end)
+			return 0;
 	}
+}
+
+int dm_migrate_all_to_system(struct devmem *dm)
+{
+	return dm_migrate_span_to_system(dm, 0, UINT64_MAX);
 }

@@ -112,6 +112,9 @@ static const struct field f_client_info[] = {
 	U64(dm_client_info, registered), U64(dm_client_info, used),
 	U64N(dm_client_info, counters)
 };
+static const struct field f_count_reply[] = { U32(dm_count_reply, status),
+					      U32(dm_count_reply, pad),
+					      U64(dm_count_reply, count) };
 static const struct field f_helper_move[] = { U64(dm_helper_move, src),
 					      U64(dm_helper_move, dst),
 					      U64(dm_helper_move, len) };
@@ -154,6 +157,7 @@ static const struct msg_desc requests[DM_TYPE_MAX] = {
 			     LAYOUT(dm_helper_move, f_helper_move), NOTAIL, 0,
 			     0 },
 	[DM_RANGES] = { "ranges", LAYOUT(dm_range, f_range), NOTAIL, 0, 0 },
+	[DM_EVICT] = { "evict", NOBODY, NOTAIL, 0, 0 },
 };
 
 static const struct msg_desc replies[DM_TYPE_MAX] = {
@@ -198,6 +202,8 @@ static const struct msg_desc replies[DM_TYPE_MAX] = {
 			     0 },
 	[DM_RANGES] = { "ranges", STATUS_ONLY, LAYOUT(dm_range, f_range),
 			DM_MAX_RANGES_LIST, 0 },
+	[DM_EVICT] = { "evict", LAYOUT(dm_count_reply, f_count_reply), NOTAIL,
+		       0, 0 },
 };
 
 static const struct msg_desc *desc_of(uint16_t type)

@@ -59,6 +59,7 @@ enum dm_type {
 	DM_POLICY,
 	DM_HELPER_MOVE, /* devmemd -> the client's helper thread */
 	DM_RANGES, /* the client's registered ranges (from an address on) */
+	DM_EVICT, /* bring every client's device memory back (devmemctl) */
 	DM_TYPE_MAX
 };
 
@@ -192,6 +193,12 @@ struct dm_client_info {
 	uint64_t counters[DM_STATS_FIELDS - 3];
 };
 
+struct dm_count_reply {
+	int32_t status;
+	uint32_t pad;
+	uint64_t count;
+};
+
 struct dm_helper_move {
 	uint64_t src, dst, len;
 };
@@ -223,6 +230,7 @@ struct dm_msg {
 		struct dm_status_reply status_reply;
 		struct dm_helper_move helper_move;
 		struct dm_helper_reply helper_reply;
+		struct dm_count_reply count_reply;
 	} u;
 	void *tail;
 	uint32_t ntail;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,8 @@
 #include <unistd.h>
 
 #include "harness.h"
+
+extern char **environ;
 
 static const char *env_or(const char *name, const char *dflt)
 {
@@ -110,6 +113,7 @@ devmem_t *daemon_connect(const struct daemon *d)
 int ctl_run(const struct daemon *d, char *out, size_t outlen,
 	    const char *const *args)
 {
+	posix_spawn_file_actions_t fa;
 	const char *argv[16];
 	int pfd[2], n = 0, st;
 	size_t got = 0;
@@ -122,15 +126,15 @@ int ctl_run(const struct daemon *d, char *out, size_t outlen,
 		argv[n++] = *args;
 	argv[n] = NULL;
 	ck_assert_int_eq(pipe(pfd), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		dup2(pfd[1], STDOUT_FILENO);
-		close(pfd[0]);
-		close(pfd[1]);
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
-	}
+	/* posix_spawn, not fork: a fork() brings the caller's device pages
+	 * back first (libdevmem's pthread_atfork handler) */
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
+	posix_spawn_file_actions_addclose(&fa, pfd[0]);
+	ck_assert_int_eq(posix_spawn(&pid, argv[0], &fa, NULL,
+				     (char *const *)argv, environ),
+			 0);
+	posix_spawn_file_actions_destroy(&fa);
 	close(pfd[1]);
 	for (;;) {
 		ssize_t r = read(pfd[0], out + got, outlen - 1 - got);

@@ -35,7 +35,7 @@
 				     " " __VA_ARGS__);            \
 	} while (0)
 
-#define NTYPES (DM_TYPE_MAX - 1) /* DM_HELLO .. DM_RANGES */
+#define NTYPES (DM_TYPE_MAX - 1) /* DM_HELLO .. DM_EVICT */
 #define BIGBUF (DM_MAX_MSG + 256)
 
 /* ---- an independent description of every body and tail ---- */
@@ -131,6 +131,9 @@ static const struct tfield t_helper_move[] = {TU64(dm_helper_move, src),
 static const struct tfield t_helper_reply[] = {TS32(dm_helper_reply, status),
 					       TU32(dm_helper_reply, pad),
 					       TU64(dm_helper_reply, moved)};
+static const struct tfield t_count_reply[] = {TS32(dm_count_reply, status),
+					      TU32(dm_count_reply, pad),
+					      TU64(dm_count_reply, count)};
 static const struct tfield t_move[] = {TU64(dm_move, dst), TU32(dm_move, slot),
 				       TS32(dm_move, status),
 				       TU64(dm_move, moved)};
@@ -173,6 +176,8 @@ static const struct tlayout L_status_reply =
 	TL(dm_status_reply, t_status_reply, STATUS_REPLY_NUMBERS + 4 * DM_STR);
 static const struct tlayout L_helper_move =
 	TL(dm_helper_move, t_helper_move, 24);
+static const struct tlayout L_count_reply =
+	TL(dm_count_reply, t_count_reply, 16);
 static const struct tlayout L_helper_reply =
 	TL(dm_helper_reply, t_helper_reply, 16);
 static const struct tlayout L_move = TL(dm_move, t_move, 24);
@@ -206,6 +211,7 @@ static const struct tspec req_spec[DM_TYPE_MAX] = {
 	[DM_POLICY] = {&L_policy, NULL, 0},
 	[DM_HELPER_MOVE] = {&L_helper_move, NULL, 0},
 	[DM_RANGES] = {&L_range, NULL, 0},
+	[DM_EVICT] = {&L_none, NULL, 0},
 };
 
 static const struct tspec rep_spec[DM_TYPE_MAX] = {
@@ -228,6 +234,7 @@ static const struct tspec rep_spec[DM_TYPE_MAX] = {
 	[DM_POLICY] = {&L_policy_reply, NULL, 0},
 	[DM_HELPER_MOVE] = {&L_helper_reply, NULL, 0},
 	[DM_RANGES] = {&L_status, &L_range, DM_MAX_RANGES_LIST},
+	[DM_EVICT] = {&L_count_reply, NULL, 0},
 };
 
 static const struct tspec *spec_of(uint16_t type)
@@ -1173,6 +1180,7 @@ START_TEST(test_type_nfds_and_names)
 		[DM_POLICY] = "policy",
 		[DM_HELPER_MOVE] = "helper-move",
 		[DM_RANGES] = "ranges",
+		[DM_EVICT] = "evict",
 	};
 	static const uint16_t bad_types[] = {
 		0,     DM_TYPE_MAX, 0x7fff, DM_REPLY, DM_REPLY | DM_TYPE_MAX,
