@@ -350,7 +350,8 @@ int main(int argc, char **argv)
 	const char *path = NULL, *cmd;
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "+s:jhV", opts, NULL)) != -1) {
+	/* options may come after the command too ("status --json") */
+	while ((opt = getopt_long(argc, argv, "s:jhV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			path = optarg;

@@ -50,6 +50,10 @@ static int do_hello(struct session *s, const struct dm_msg *m,
 		rc->close = true;
 		return -EPROTO;
 	}
+	if (s->refused) {
+		rc->close = true;
+		return -EACCES;
+	}
 	if (h->proto_min > DM_PROTO_VERSION || h->proto_max < DM_PROTO_VERSION) {
 		rc->close = true;
 		return -EPROTONOSUPPORT;

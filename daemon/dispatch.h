@@ -3,6 +3,7 @@
 #ifndef DEVMEM_DISPATCH_H
 #define DEVMEM_DISPATCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -17,6 +18,7 @@ struct session {
 	pid_t pid; /* SO_PEERCRED */
 	uid_t uid;
 	uint32_t role; /* enum dm_role once HELLO is done, else 0 */
+	bool refused; /* another user's process: HELLO gets -EACCES */
 	struct client *client; /* DM_ROLE_CLIENT */
 };
 

@@ -140,7 +140,7 @@ void fault_resolve(struct client *c, uint64_t addr, uint64_t flags)
 		}
 	}
 	client_unit_split(c, u);
-	unit_return_4k(c, u, i, i + 1);
+	unit_return_page(c, u, i);
 	client_unit_drop_if_empty(c, u);
 	pthread_mutex_unlock(&c->lock);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "copier.h"
 #include "device.h"
 #include "log.h"
 #include "options.h"
@@ -107,6 +108,8 @@ int main(int argc, char **argv)
 	ret = device_init(&dev, &cfg);
 	if (!ret)
 		ret = server_create(&srv, &dev, cfg.socket_path);
+	if (!ret)
+		ret = copier_start((unsigned)dev.ncpus);
 	if (ret) {
 		fprintf(stderr, "devmemd: cannot start: %s\n", strerror(-ret));
 		report_ready(ready, 1);
@@ -119,6 +122,7 @@ int main(int argc, char **argv)
 	}
 	ret = server_run(srv);
 	server_destroy(srv);
+	copier_stop();
 	device_destroy(&dev);
 	log_info("stopped");
 	return ret ? 1 : 0;

@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 
 #include "devmem.h"
+#include "copier.h"
 #include "events.h"
 #include "log.h"
 #include "migrate.h"
@@ -160,6 +161,11 @@ struct unit_plan {
 	uint32_t dpfn[FOLIO_PAGES];
 	bool folio;
 	bool inplace;
+	bool slot_thp; /* the slot holds one THP: worth keeping (recycling) */
+	bool planned; /* allocated, to be copied and installed */
+	/* the copy, as one job for the copy workers */
+	struct iovec local[FOLIO_PAGES], remote[FOLIO_PAGES];
+	struct copy_job job;
 };
 
 static void plan_unit(struct client *c, const struct batch *b, uint32_t k,
@@ -207,6 +213,7 @@ static void plan_unit(struct client *c, const struct batch *b, uint32_t k,
 		   u->ndevice == 0 &&
 		   (huge_slot == FOLIO_PAGES || huge_user == FOLIO_PAGES ||
 		    data == 0);
+	p->slot_thp = huge_slot == FOLIO_PAGES;
 }
 
 static void plan_release(struct client *c, struct unit_plan *p, unsigned upto)
@@ -230,6 +237,8 @@ static void plan_release(struct client *c, struct unit_plan *p, unsigned upto)
 static int plan_alloc(struct client *c, struct unit_plan *p,
 		      struct dm_result_reply *rep)
 {
+	bool fallback = false;
+
 	if (p->folio) {
 		uint32_t head;
 		int err = device_alloc(c->dev, c, FOLIO_ORDER, &head);
@@ -243,8 +252,7 @@ static int plan_alloc(struct client *c, struct unit_plan *p,
 			return err;
 		/* semantics 3: fall back to 512 order-0 pages */
 		p->folio = false;
-		rep->split++;
-		count(c, CNT_SPLITS, 1);
+		fallback = true;
 	}
 	for (unsigned i = p->i0; i < p->i1; i++) {
 		int err;
@@ -257,17 +265,20 @@ static int plan_alloc(struct client *c, struct unit_plan *p,
 			return -ENOMEM;
 		}
 	}
+	if (fallback) { /* a split only if the unit moves at all */
+		rep->split++;
+		count(c, CNT_SPLITS, 1);
+	}
 	return 0;
 }
 
-/* Copy the unit's data pages from the slot (or in place) to device memory */
-static int plan_copy(struct client *c, uint32_t k, struct unit_plan *p)
+/* The copy of the unit's data pages from the slot (or in place) to device
+ * memory, as a job for the copy workers */
+static void plan_job(struct client *c, uint32_t k, struct unit_plan *p)
 {
-	struct iovec local[FOLIO_PAGES], remote[FOLIO_PAGES];
 	uint64_t slot = slot_addr(c, k);
 	unsigned n = 0;
 	size_t total = 0;
-	ssize_t done;
 
 	for (unsigned i = p->i0; i < p->i1; i++) {
 		uint8_t *dst;
@@ -280,25 +291,26 @@ static int plan_copy(struct client *c, uint32_t k, struct unit_plan *p)
 		src = (p->src[i] == SRC_SLOT ? slot : p->va) +
 		      ((uint64_t)i << PAGE_SHIFT);
 		total += PAGE_SIZE;
-		if (n && (uint8_t *)local[n - 1].iov_base + local[n - 1].iov_len ==
+		if (n && (uint8_t *)p->local[n - 1].iov_base +
+					 p->local[n - 1].iov_len ==
 				 dst &&
-		    (uint64_t)(uintptr_t)remote[n - 1].iov_base +
-				    remote[n - 1].iov_len ==
+		    (uint64_t)(uintptr_t)p->remote[n - 1].iov_base +
+				    p->remote[n - 1].iov_len ==
 			    src) {
-			local[n - 1].iov_len += PAGE_SIZE;
-			remote[n - 1].iov_len += PAGE_SIZE;
+			p->local[n - 1].iov_len += PAGE_SIZE;
+			p->remote[n - 1].iov_len += PAGE_SIZE;
 			continue;
 		}
-		local[n] = (struct iovec){ dst, PAGE_SIZE };
-		remote[n] = (struct iovec){ (void *)(uintptr_t)src, PAGE_SIZE };
+		p->local[n] = (struct iovec){ dst, PAGE_SIZE };
+		p->remote[n] = (struct iovec){ (void *)(uintptr_t)src, PAGE_SIZE };
 		n++;
 	}
-	if (!n)
-		return 0;
-	done = process_vm_readv(c->pid, local, n, remote, n, 0);
-	if (done < 0)
-		return -errno;
-	return (size_t)done == total ? 0 : -EFAULT;
+	p->job = (struct copy_job){ .pid = c->pid,
+				    .local = p->local,
+				    .remote = p->remote,
+				    .nlocal = n,
+				    .nremote = n,
+				    .len = total };
 }
 
 /* Make the planned pages DEVICE (lock held). */
@@ -348,9 +360,11 @@ static unsigned device_pages(const struct pagetable *pt, uint64_t start,
 int migrate_commit(struct client *c, const struct dm_migrate *m,
 		   struct dm_result_reply *rep)
 {
+	uint64_t inplace = 0, failed = 0, thp = 0;
 	uint8_t *slotf = NULL, *userf = NULL;
-	struct unit_plan *plan = NULL;
-	uint64_t inplace = 0, failed = 0;
+	struct unit_plan *plans = NULL;
+	struct copy_job *jobs = NULL;
+	unsigned njobs = 0;
 	struct batch b;
 	size_t npages;
 	int err = 0, status = 0;
@@ -367,27 +381,27 @@ int migrate_commit(struct client *c, const struct dm_migrate *m,
 	 * the scan and the copy need no lock */
 	npages = (size_t)b.nunits * FOLIO_PAGES;
 	slotf = malloc(npages);
-	userf = malloc(npages);
-	plan = malloc(sizeof(*plan));
-	if (!slotf || !userf || !plan) {
+	userf = calloc(1, npages);
+	plans = calloc(b.nunits, sizeof(*plans));
+	jobs = calloc(b.nunits, sizeof(*jobs));
+	if (!slotf || !userf || !plans || !jobs) {
 		err = -ENOMEM;
 		goto out;
 	}
 	err = pm_scan(c->pagemap_fd, c->staging,
 		      c->staging + (uint64_t)b.nunits * UNIT_SIZE, slotf);
-	if (!err) {
-		memset(userf, 0, npages);
+	if (!err)
 		err = pm_scan(c->pagemap_fd, b.addr, b.end,
 			      userf + ((b.addr - b.first) >> PAGE_SHIFT));
-	}
 	if (err) {
 		log_warn("client %u: scanning its pagemap: %s", c->id,
 			 strerror(-err));
 		goto out;
 	}
 
+	/* plan and allocate, unit by unit: what does not fit stops here */
 	for (uint32_t k = 0; k < b.nunits; k++) {
-		struct unit *u;
+		struct unit_plan *p = &plans[k];
 
 		if (!(b.move >> k & 1) || !(m->units >> k & 1))
 			continue; /* nothing to move, or the client could not */
@@ -396,29 +410,52 @@ int migrate_commit(struct client *c, const struct dm_migrate *m,
 			continue;
 		}
 		pthread_mutex_lock(&c->lock);
-		u = pt_unit(&c->pt, b.first + (uint64_t)k * UNIT_SIZE);
-		plan_unit(c, &b, k, u, slotf, userf, plan);
+		plan_unit(c, &b, k,
+			  pt_unit(&c->pt, b.first + (uint64_t)k * UNIT_SIZE), slotf,
+			  userf, p);
 		pthread_mutex_unlock(&c->lock);
-
-		status = plan_alloc(c, plan, rep);
-		if (!status) {
-			status = plan_copy(c, k, plan);
-			if (status) {
-				log_warn("client %u: copying %#llx to the device: %s",
-					 c->id, (unsigned long long)plan->va,
-					 strerror(-status));
-				plan_release(c, plan, plan->i1);
-			}
-		}
+		status = plan_alloc(c, p, rep);
 		if (status) {
 			failed |= 1ull << k;
 			continue;
 		}
+		plan_job(c, k, p);
+		p->planned = true;
+	}
+
+	/* the copies: the only real work, on all CPUs */
+	for (uint32_t k = 0; k < b.nunits; k++)
+		if (plans[k].planned)
+			jobs[njobs++] = plans[k].job;
+	copier_run(jobs, njobs);
+
+	njobs = 0;
+	for (uint32_t k = 0; k < b.nunits; k++) {
+		struct unit_plan *p = &plans[k];
+		struct unit *u;
+		int jerr;
+
+		if (!p->planned)
+			continue;
+		jerr = jobs[njobs++].err;
+		if (jerr) {
+			if (jerr != -ESRCH)
+				log_warn("client %u: copying %#llx to the device: %s",
+					 c->id, (unsigned long long)p->va,
+					 strerror(-jerr));
+			plan_release(c, p, p->i1);
+			failed |= 1ull << k;
+			status = status ? status : jerr;
+			continue;
+		}
 		pthread_mutex_lock(&c->lock);
-		plan_install(c, u, plan, rep);
+		u = pt_unit(&c->pt, p->va);
+		plan_install(c, u, p, rep);
 		pthread_mutex_unlock(&c->lock);
-		if (plan->inplace)
+		if (p->inplace)
 			inplace |= 1ull << k;
+		if (p->slot_thp)
+			thp |= 1ull << k;
 	}
 out:
 	pthread_mutex_lock(&c->lock);
@@ -434,10 +471,12 @@ out:
 	rep->pages = device_pages(&c->pt, b.addr, b.end);
 	rep->units = inplace;
 	rep->failed = failed;
+	rep->thp = thp;
 	pthread_mutex_unlock(&c->lock);
 	free(slotf);
 	free(userf);
-	free(plan);
+	free(plans);
+	free(jobs);
 	return status;
 }
 

@@ -47,6 +47,10 @@ int migrate_back_done(struct client *c, const struct dm_move *moves,
 unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 			unsigned last);
 
+/* Bring one page of a unit back for a CPU fault, waking the faulting thread
+ * (lock held). */
+void unit_return_page(struct client *c, struct unit *u, unsigned i);
+
 /* Write a unit's whole folio to the staging slot at slot_va, from where the
  * client moves it into place as a THP.  The caller holds the unit busy and
  * not the lock.  Returns 0 or a negative errno. */

@@ -16,7 +16,7 @@ static const char usage[] =
 	"\n"
 	"  -s, --socket PATH          listen on PATH (default: $XDG_RUNTIME_DIR/devmemd.sock,\n"
 	"                             else /tmp/devmemd-$UID.sock)\n"
-	"  -S, --size BYTES           device memory size, K/M/G suffixes (default 1G)\n"
+	"  -S, --size BYTES           device memory size, K/M/G/T suffixes (default 1G)\n"
 	"  -n, --node N               bind device memory to NUMA node N (default: from\n"
 	"                             the hwloc topology)\n"
 	"  -f, --foreground           stay in the foreground, log to stderr\n"

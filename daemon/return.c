@@ -7,9 +7,11 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 
+#include "copier.h"
 #include "events.h"
 #include "log.h"
 #include "migrate.h"
@@ -17,31 +19,46 @@
 
 static const uint8_t zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
 
-/* A fill that meets a changing address space (-EAGAIN) is retried: the
- * events behind it are being read by the resolvers. */
-static int fill_retry(int (*fill)(struct client *, uint64_t, const void *,
-				  uint64_t),
-		      struct client *c, uint64_t dst, const void *src,
-		      uint64_t len)
+/*
+ * Fill [dst, dst + len) in the client with src's bytes, or zeros (src NULL),
+ * waking the faulting threads there if wake.  A fill that meets a changing
+ * address space (-EAGAIN) is retried: the events behind it are being read by
+ * the resolvers.
+ */
+static int fill(struct client *c, uint64_t dst, const void *src, uint64_t len,
+		bool wake)
 {
 	int err, tries = 0;
 
-	while ((err = fill(c, dst, src, len)) == -EAGAIN && ++tries < 1000)
+	do {
+		err = src ? uffd_copy(c->uffd, dst, src, len, wake) :
+			    uffd_zero(c->uffd, dst, len, false, wake);
+		if (err != -EAGAIN)
+			break;
 		sched_yield();
+	} while (++tries < 1000);
+	/* -ESRCH: the process is gone; -ENOENT: the mapping is */
+	if (err && err != -ESRCH && err != -ENOENT)
+		log_warn("client %u: bringing %#llx (+%llu pages) back: %s",
+			 c->id, (unsigned long long)dst,
+			 (unsigned long long)(len >> PAGE_SHIFT), strerror(-err));
 	return err;
 }
 
-/* Fills do not wake: unit_return_4k wakes once its bookkeeping is done */
-static int fill_copy(struct client *c, uint64_t dst, const void *src,
-		     uint64_t len)
+void unit_return_page(struct client *c, struct unit *u, unsigned i)
 {
-	return uffd_copy(c->uffd, dst, src, len, false);
-}
+	uint8_t buf[PAGE_SIZE] __attribute__((aligned(64)));
+	bool zero = u->pte[i].flags & DPTE_ZERO;
 
-static int fill_zero(struct client *c, uint64_t dst, const void *src,
-		     uint64_t len)
-{
-	return uffd_zero(c->uffd, dst, len, false, false);
+	/* through a bounce buffer, so that the device page is freed and
+	 * everything counted before the fill wakes the faulting thread, with
+	 * one ioctl */
+	if (!zero)
+		memcpy(buf, pool_page(&c->dev->pool, u->pte[i].dpfn), PAGE_SIZE);
+	count(c, CNT_TO_SYSTEM, 1);
+	client_free_page(c, u, i);
+	fill(c, u->va + ((uint64_t)i << PAGE_SHIFT), zero ? NULL : buf,
+	     PAGE_SIZE, true);
 }
 
 unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
@@ -55,7 +72,6 @@ unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 		struct dpte *p = &u->pte[i];
 		uint64_t va = u->va + ((uint64_t)i << PAGE_SHIFT);
 		unsigned k = i;
-		int err;
 
 		if (p->state != DPTE_DEVICE)
 			continue;
@@ -66,18 +82,10 @@ unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 		       u->pte[k + 1].dpfn == u->pte[k].dpfn + 1)
 			k++;
 		count(c, CNT_TO_SYSTEM, k - i + 1);
-		if (p->flags & DPTE_ZERO)
-			err = fill_retry(fill_zero, c, va, NULL,
-					 (uint64_t)(k - i + 1) << PAGE_SHIFT);
-		else
-			err = fill_retry(fill_copy, c, va,
-					 pool_page(pool, p->dpfn),
-					 (uint64_t)(k - i + 1) << PAGE_SHIFT);
-		/* -ESRCH: the process is gone; -ENOENT: the mapping is */
-		if (err && err != -ESRCH && err != -ENOENT)
-			log_warn("client %u: bringing %#llx (+%u pages) back: %s",
-				 c->id, (unsigned long long)va, k - i + 1,
-				 strerror(-err));
+		/* no wake yet: that comes once the bookkeeping is done */
+		fill(c, va,
+		     p->flags & DPTE_ZERO ? NULL : pool_page(pool, p->dpfn),
+		     (uint64_t)(k - i + 1) << PAGE_SHIFT, false);
 		returned += k - i + 1;
 		if (!whole)
 			for (unsigned j = i; j <= k; j++)
@@ -103,13 +111,13 @@ bool unit_all_zero(const struct unit *u)
 	return true;
 }
 
-int folio_write_slot(struct client *c, const struct unit *u, uint64_t slot_va)
+/* The folio's pages (zero pages from a page of zeros), as iovecs for one
+ * process_vm_writev to a slot; returns how many */
+static unsigned folio_iov(const struct client *c, const struct unit *u,
+			  struct iovec *local)
 {
 	const struct pool *pool = &c->dev->pool;
-	struct iovec local[FOLIO_PAGES];
-	struct iovec remote = { (void *)(uintptr_t)slot_va, UNIT_SIZE };
 	unsigned n = 0;
-	ssize_t done;
 
 	for (unsigned i = 0; i < FOLIO_PAGES; i++) {
 		const struct dpte *p = &u->pte[i];
@@ -127,7 +135,16 @@ int folio_write_slot(struct client *c, const struct unit *u, uint64_t slot_va)
 		local[n].iov_len = PAGE_SIZE;
 		n++;
 	}
-	done = process_vm_writev(c->pid, local, n, &remote, 1, 0);
+	return n;
+}
+
+int folio_write_slot(struct client *c, const struct unit *u, uint64_t slot_va)
+{
+	struct iovec local[FOLIO_PAGES];
+	struct iovec remote = { (void *)(uintptr_t)slot_va, UNIT_SIZE };
+	unsigned n = folio_iov(c, u, local);
+	ssize_t done = process_vm_writev(c->pid, local, n, &remote, 1, 0);
+
 	if (done < 0)
 		return -errno;
 	return done == (ssize_t)UNIT_SIZE ? 0 : -EFAULT;
@@ -162,25 +179,41 @@ static bool back_whole(struct client *c, const struct unit *u, uint64_t ps,
 	       device_policy(c->dev, DM_POL_GRANULARITY) == 0;
 }
 
+/* A folio BACK writes to a staging slot */
+struct slot_write {
+	uint64_t va; /* its unit */
+	struct iovec local[FOLIO_PAGES], remote;
+};
+
 int migrate_back(struct client *c, const struct dm_migrate *m,
 		 struct dm_result_reply *rep, struct dm_move *moves)
 {
 	uint64_t end = m->addr + m->len;
 	uint32_t nslots = MIN(m->nslots, c->nslots), k = 0;
+	struct slot_write *w = NULL;
+	struct copy_job *jobs = NULL;
 	int err = migrate_check_span(c, m->addr, m->len, m->flags);
 
 	memset(rep, 0, sizeof(*rep));
 	if (err)
 		return err;
+	w = calloc(nslots, sizeof(*w));
+	jobs = calloc(nslots, sizeof(*jobs));
+	if (!w || !jobs) {
+		err = -ENOMEM;
+		goto out;
+	}
 	pthread_mutex_lock(&c->lock);
 	if (c->batch.active || c->back.n) {
 		pthread_mutex_unlock(&c->lock);
-		return -EBUSY;
+		err = -EBUSY;
+		goto out;
 	}
 	events_wait(c);
 	if (!pt_covered(&c->pt, m->addr, m->len)) {
 		pthread_mutex_unlock(&c->lock);
-		return -EINVAL;
+		err = -EINVAL;
+		goto out;
 	}
 	rep->next = end;
 	for (uint64_t va = ALIGN_DOWN(m->addr, UNIT_SIZE); va < end;
@@ -209,26 +242,23 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 				rep->next = va; /* the client comes back for more */
 				break;
 			}
+			/* held busy until BACK_DONE; written to its slot
+			 * below, with the other folios, on all CPUs */
 			atomic_store(&u->busy, BUSY_REQUEST);
-			pthread_mutex_unlock(&c->lock);
-			err = folio_write_slot(c, u, slot_addr(c, k));
-			pthread_mutex_lock(&c->lock);
-			if (!err) {
-				moves[k] = (struct dm_move){ .dst = va,
-							     .slot = k };
-				c->back.move[k] = moves[k];
-				k++;
-				continue;
-			}
-			if (err != -ESRCH) /* not just a dead client */
-				log_warn("client %u: writing folio %#llx to its staging: %s",
-					 c->id, (unsigned long long)va,
-					 strerror(-err));
-			unit_return_4k(c, u, 0, FOLIO_PAGES);
-			rep->split++;
-			count(c, CNT_SPLITS, 1);
-			rep->pages += npages;
-			client_unbusy_resolve(c, u);
+			w[k].va = va;
+			w[k].remote = (struct iovec){
+				(void *)(uintptr_t)slot_addr(c, k), UNIT_SIZE
+			};
+			jobs[k] = (struct copy_job){
+				.pid = c->pid,
+				.to_client = true,
+				.local = w[k].local,
+				.nlocal = folio_iov(c, u, w[k].local),
+				.remote = &w[k].remote,
+				.nremote = 1,
+				.len = UNIT_SIZE,
+			};
+			k++;
 			continue;
 		}
 		if (client_unit_split(c, u))
@@ -237,10 +267,38 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 		rep->pages += npages;
 		client_unit_drop_if_empty(c, u);
 	}
-	c->back.n = k;
-	rep->nmoves = k;
 	pthread_mutex_unlock(&c->lock);
-	return 0;
+
+	copier_run(jobs, k);
+
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = 0; i < k; i++) {
+		struct unit *u = pt_unit(&c->pt, w[i].va);
+
+		if (!jobs[i].err) {
+			moves[rep->nmoves] =
+				(struct dm_move){ .dst = w[i].va, .slot = i };
+			c->back.move[rep->nmoves] = moves[rep->nmoves];
+			rep->nmoves++;
+			continue;
+		}
+		if (jobs[i].err != -ESRCH) /* not just a dead client */
+			log_warn("client %u: writing folio %#llx to its staging: %s",
+				 c->id, (unsigned long long)w[i].va,
+				 strerror(-jobs[i].err));
+		/* the slot may hold part of it: the client empties it */
+		unit_return_4k(c, u, 0, FOLIO_PAGES);
+		rep->split++;
+		count(c, CNT_SPLITS, 1);
+		rep->pages += FOLIO_PAGES;
+		client_unbusy_resolve(c, u);
+	}
+	c->back.n = rep->nmoves;
+	pthread_mutex_unlock(&c->lock);
+out:
+	free(w);
+	free(jobs);
+	return err;
 }
 
 int migrate_back_done(struct client *c, const struct dm_move *moves,

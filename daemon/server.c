@@ -220,6 +220,7 @@ static void on_accept(struct server *s, int fd)
 	struct timeval tv = { .tv_sec = 10 };
 	int sndbuf = 2 * DM_MAX_MSG;
 	struct conn *c;
+	bool refused;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
 		log_warn("SO_PEERCRED: %s", strerror(errno));
@@ -227,13 +228,11 @@ static void on_accept(struct server *s, int fd)
 		return;
 	}
 	/* a root devmemd serves every user, each in isolation; otherwise
-	 * only its own user */
-	if (cred.uid != getuid() && getuid() != 0) {
+	 * only its own user (the others hear why, then the door closes) */
+	refused = cred.uid != getuid() && getuid() != 0;
+	if (refused)
 		log_warn("pid %d: uid %u refused (devmemd runs as uid %u)",
 			 (int)cred.pid, (unsigned)cred.uid, (unsigned)getuid());
-		close(fd);
-		return;
-	}
 	/* a client that stops reading must not hold a worker for long */
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
@@ -247,6 +246,7 @@ static void on_accept(struct server *s, int fd)
 	c->session.fd = fd;
 	c->session.pid = cred.pid;
 	c->session.uid = cred.uid;
+	c->session.refused = refused;
 	INIT_LIST_HEAD(&c->requests);
 	INIT_LIST_HEAD(&c->run);
 	pthread_mutex_lock(&s->lock);

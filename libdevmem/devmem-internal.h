@@ -34,6 +34,9 @@ struct devmem {
 	uint8_t *staging_map; /* the mapping, with alignment slack */
 	size_t staging_map_len;
 	uint64_t staging; /* 2 MB-aligned slots */
+	uint64_t warm_slots; /* slots still holding a THP of stale data: data
+			      * coming back is written into them without the
+			      * kernel zeroing a new THP first */
 	int helper_sock;
 	pthread_t helper;
 	bool helper_running;

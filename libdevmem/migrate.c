@@ -50,7 +50,7 @@ static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
 		    uint64_t dst, uint64_t *stop)
 {
 	uint64_t at = start;
-	int busy_tries = 0;
+	int busy_tries = 0, eexist_tries = 0;
 
 	*stop = end;
 	while (at < end) {
@@ -67,6 +67,13 @@ static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
 			 * write that changes nothing makes it ours (COW) */
 			__atomic_fetch_add((uint64_t *)(uintptr_t)at, 0,
 					   __ATOMIC_SEQ_CST);
+			continue;
+		}
+		if (err == -EEXIST && !eexist_tries++) {
+			/* the slot was not empty after all (a folio devmemd
+			 * could not finish writing): empty it, once */
+			madvise((void *)(uintptr_t)ALIGN_DOWN(dst, UNIT_SIZE),
+				UNIT_SIZE, MADV_DONTNEED);
 			continue;
 		}
 		if (err == -EINVAL && vma_writable(at, &vend) == 0) {
@@ -131,6 +138,12 @@ static int to_device_batch(struct devmem *dm, uint64_t addr, uint64_t end,
 		if (!(todo >> k & 1))
 			continue;
 		piece_of(first, k, addr, end, &ps, &pe);
+		/* a move needs an empty slot */
+		if (dm->warm_slots >> k & 1) {
+			madvise((void *)(uintptr_t)slot, UNIT_SIZE,
+				MADV_DONTNEED);
+			dm->warm_slots &= ~(1ull << k);
+		}
 		err = move_out(dm, ps, pe, slot + (ps & UNIT_MASK), &stop);
 		if (err) {
 			/* leave the unit as it was; devmemd skips it */
@@ -160,11 +173,13 @@ static int to_device_batch(struct devmem *dm, uint64_t addr, uint64_t end,
 		else if (cr.units >> k & 1)
 			madvise((void *)(uintptr_t)ps, pe - ps, MADV_DONTNEED);
 	}
-	/* slots start empty next time */
-	if (moved)
-		madvise((void *)(uintptr_t)dm_slot(dm, 0),
-			(size_t)(64 - __builtin_clzll(moved)) * UNIT_SIZE,
-			MADV_DONTNEED);
+	/* a slot holding a whole THP stays so, to receive data coming back;
+	 * the others start empty next time */
+	dm->warm_slots |= moved & cr.thp & ~cr.failed;
+	for (uint32_t k = 0; k < DM_MAX_BATCH; k++)
+		if (moved >> k & 1 && !(dm->warm_slots >> k & 1))
+			madvise((void *)(uintptr_t)dm_slot(dm, k), UNIT_SIZE,
+				MADV_DONTNEED);
 	pending = cr.units | cr.failed;
 	if (pending) {
 		m.units = pending;
@@ -229,6 +244,7 @@ int dm_migrate_to_system(struct devmem *dm, uint64_t addr, uint64_t len,
 				moves[i].status = dm_uffd_move(
 					dm->uffd, moves[i].dst, slot, UNIT_SIZE,
 					0, &moves[i].moved);
+				dm->warm_slots &= ~(1ull << moves[i].slot);
 				if (moves[i].moved < UNIT_SIZE)
 					madvise((void *)(uintptr_t)(slot +
 								    moves[i].moved),

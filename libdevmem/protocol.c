@@ -74,7 +74,7 @@ static const struct field f_result_reply[] = {
 	U64(dm_result_reply, pages), U64(dm_result_reply, huge),
 	U64(dm_result_reply, split), U64(dm_result_reply, faults),
 	U64(dm_result_reply, next),   U64(dm_result_reply, units),
-	U64(dm_result_reply, failed)
+	U64(dm_result_reply, failed), U64(dm_result_reply, thp)
 };
 static const struct field f_move[] = { U64(dm_move, dst), U32(dm_move, slot),
 				       U32(dm_move, status),

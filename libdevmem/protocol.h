@@ -123,6 +123,8 @@ struct dm_result_reply {
 			 * must be dropped by the client before FINISH */
 	uint64_t failed; /* COMMIT: units the device did not take: the client
 			  * moves them back from its slots before FINISH */
+	uint64_t thp; /* COMMIT: units whose slot holds a whole THP, worth
+		       * keeping to receive data coming back */
 };
 
 /* BACK reply tail: staging slot i holds a folio that goes to dst */

@@ -92,7 +92,7 @@ static const struct tfield t_result_reply[] = {
 	TU64(dm_result_reply, pages),  TU64(dm_result_reply, huge),
 	TU64(dm_result_reply, split),  TU64(dm_result_reply, faults),
 	TU64(dm_result_reply, next),   TU64(dm_result_reply, units),
-	TU64(dm_result_reply, failed)};
+	TU64(dm_result_reply, failed), TU64(dm_result_reply, thp)};
 static const struct tfield t_access[] = {
 	TU64(dm_access, addr), TU64(dm_access, len), TU64(dm_access, buf)};
 static const struct tfield t_snapshot[] = {TU64(dm_snapshot, addr),
@@ -159,7 +159,7 @@ static const struct tlayout L_migrate = TL(dm_migrate, t_migrate, 32);
 static const struct tlayout L_begin_reply =
 	TL(dm_begin_reply, t_begin_reply, 16);
 static const struct tlayout L_result_reply =
-	TL(dm_result_reply, t_result_reply, 8 + 7 * 8);
+	TL(dm_result_reply, t_result_reply, 8 + 8 * 8);
 static const struct tlayout L_access = TL(dm_access, t_access, 24);
 static const struct tlayout L_snapshot = TL(dm_snapshot, t_snapshot, 16);
 static const struct tlayout L_stats_reply =
