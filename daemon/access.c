@@ -153,6 +153,10 @@ int access_device(struct client *c, const struct dm_access *a, bool write,
 	if (!a->len || end < a->addr || a->buf + a->len < a->buf)
 		return -EINVAL;
 	pthread_mutex_lock(&c->lock);
+	if (client_mid_migration(c)) {
+		pthread_mutex_unlock(&c->lock);
+		return -EBUSY;
+	}
 	events_wait(c);
 	covered = pt_covered(&c->pt, a->addr, a->len);
 	pthread_mutex_unlock(&c->lock);

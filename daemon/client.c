@@ -47,7 +47,8 @@ void client_put(struct client *c)
 	if (atomic_fetch_sub(&c->refs, 1) != 1)
 		return;
 	pt_destroy(&c->pt);
-	free(c->events.msg);
+	free(c->events.q);
+	free(c->retry.f);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->helper_lock);
 	pthread_cond_destroy(&c->idle);
@@ -61,37 +62,58 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
+/* Is fd a userfaultfd? (anything else would not block a resolver's read) */
+static bool is_uffd(int fd)
+{
+	char path[64], target[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return false;
+	target[n] = '\0';
+	return !strcmp(target, "anon_inode:[userfaultfd]");
+}
+
 int client_attach(struct client *c, const struct dm_attach *a, int uffd,
 		  int helper_sock)
 {
 	char path[64];
 	int err;
 
-	c->uffd = uffd;
-	c->helper_sock = helper_sock;
-	if (c->attached)
-		return -EALREADY;
-	if (uffd < 0 || helper_sock < 0)
-		return -EBADF;
+	/* the fds are the client's only once all is checked */
+	if (c->attached) {
+		err = -EALREADY;
+		goto refuse;
+	}
+	if (!is_uffd(uffd)) {
+		err = -EBADF;
+		goto refuse;
+	}
 	if (!a->nslots || a->nslots > DM_MAX_BATCH || !a->nfault_slots ||
 	    a->nfault_slots > 64 || a->staging & UNIT_MASK || !a->staging ||
 	    a->staging + (uint64_t)(a->nslots + a->nfault_slots) * UNIT_SIZE <
-		    a->staging)
-		return -EINVAL;
+		    a->staging) {
+		err = -EINVAL;
+		goto refuse;
+	}
+	c->uffd = uffd;
+	c->helper_sock = helper_sock;
 	snprintf(path, sizeof(path), "/proc/%d", (int)c->pid);
 	c->proc_dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->proc_dirfd < 0) {
 		err = -errno;
 		log_err("client %u: cannot open %s: %s", c->id, path,
 			strerror(-err));
-		return err;
+		goto undo;
 	}
 	c->pagemap_fd = openat(c->proc_dirfd, "pagemap", O_RDONLY | O_CLOEXEC);
 	if (c->pagemap_fd < 0) {
 		err = -errno;
 		log_err("client %u: cannot open %s/pagemap: %s", c->id, path,
 			strerror(-err));
-		return err;
+		goto undo;
 	}
 	c->uffd_features = a->uffd_features;
 	c->uffd_flags = a->uffd_flags;
@@ -100,13 +122,23 @@ int client_attach(struct client *c, const struct dm_attach *a, int uffd,
 	c->nfault_slots = a->nfault_slots;
 	err = fault_start(c);
 	if (err)
-		return err;
+		goto undo;
 	c->attached = true;
 	log_debug("client %u (pid %d): attached, uffd features %#llx%s", c->id,
 		  (int)c->pid, (unsigned long long)c->uffd_features,
 		  c->uffd_flags & DM_UFFD_USER_MODE_ONLY ? ", user mode only" :
 							   "");
 	return 0;
+undo:
+	close_fd(&c->pagemap_fd);
+	close_fd(&c->proc_dirfd);
+	close_fd(&c->uffd);
+	close_fd(&c->helper_sock);
+	return err;
+refuse:
+	close(uffd);
+	close(helper_sock);
+	return err;
 }
 
 struct unit *client_wait_unit(struct client *c, uint64_t va)
@@ -326,6 +358,7 @@ void client_release(struct client *c)
 	c->batch.active = false;
 	c->back.n = 0;
 	c->events.n = 0;
+	c->retry.n = 0;
 	pthread_mutex_unlock(&c->lock);
 	if (poisoned)
 		log_warn("client %u (pid %d): connection lost with %llu device pages; they raise SIGBUS now",

@@ -30,8 +30,19 @@ struct batch {
 };
 
 /* Non-cooperative userfaultfd events waiting for busy units (events.c) */
+struct queued_event {
+	struct uffd_msg msg;
+	bool own; /* libdevmem's own MADV_DONTNEED of in-place copies */
+};
+
 struct event_queue {
-	struct uffd_msg *msg;
+	struct queued_event *q;
+	uint32_t n, cap;
+};
+
+/* Faults to resolve again later (fault.c) */
+struct fault_queue {
+	struct parked_fault *f;
 	uint32_t n, cap;
 };
 
@@ -73,6 +84,8 @@ struct client {
 	struct batch batch;
 	struct back_moves back;
 	struct event_queue events; /* events.c */
+	struct fault_queue retry; /* faults that met -EAGAIN, or a busy helper */
+	bool folio_returning; /* a resolver is bringing a folio back */
 	uint64_t fault_slots_busy; /* bitmap of fault slots in use */
 	atomic_uint_fast64_t used_pages; /* device pages held */
 	struct counters counters;
@@ -96,6 +109,14 @@ int client_attach(struct client *c, const struct dm_attach *a, int uffd,
 /* The connection is gone: stop the resolvers, free all device memory, leave
  * the process (if it lives on) with no registered units. */
 void client_release(struct client *c);
+
+/* Is the client between the messages of a migration (BEGIN..FINISH,
+ * BACK..BACK_DONE)?  Its units are held busy until its next message, so a
+ * request that would wait for them must be refused instead (lock held). */
+static inline bool client_mid_migration(const struct client *c)
+{
+	return c->batch.active || c->back.n;
+}
 
 /* Wait (lock held) until the unit at va is not busy; returns it, or NULL if
  * no unit exists there any more. */

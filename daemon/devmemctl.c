@@ -348,9 +348,10 @@ int main(int argc, char **argv)
 	};
 	static struct ctl c;
 	const char *path = NULL, *cmd;
-	int opt;
+	int opt, nargs;
 
 	/* options may come after the command too ("status --json") */
+	opterr = 0; /* our own one-line messages */
 	while ((opt = getopt_long(argc, argv, "s:jhV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
@@ -366,7 +367,7 @@ int main(int argc, char **argv)
 			printf("devmemctl %s\n", PACKAGE_VERSION);
 			return 0;
 		default:
-			fputs(usage, stderr);
+			fprintf(stderr, "devmemctl: unknown option or missing value (see devmemctl --help)\n");
 			return 2;
 		}
 	}
@@ -380,6 +381,12 @@ int main(int argc, char **argv)
 	    strcmp(cmd, "inject") && strcmp(cmd, "evict")) {
 		fprintf(stderr, "devmemctl: unknown command '%s' (see devmemctl --help)\n",
 			cmd);
+		return 2;
+	}
+	nargs = argc - optind;
+	if (nargs && strcmp(cmd, "policy") && strcmp(cmd, "inject")) {
+		fprintf(stderr, "devmemctl: %s takes no argument ('%s')\n", cmd,
+			argv[optind]);
 		return 2;
 	}
 	connect_ctl(&c, path);

@@ -118,6 +118,10 @@ static int do_register(struct session *s, const struct dm_msg *m)
 	if (err)
 		return err == -ESRCH ? err : -EINVAL;
 	pthread_mutex_lock(&c->lock);
+	if (client_mid_migration(c)) {
+		pthread_mutex_unlock(&c->lock);
+		return -EBUSY;
+	}
 	events_wait(c);
 	err = pt_add_range(&c->pt, addr, end);
 	pthread_mutex_unlock(&c->lock);
@@ -130,12 +134,14 @@ static int do_unregister(struct session *s, const struct dm_msg *m)
 {
 	struct client *c = s->client;
 	uint64_t addr = m->u.range.addr, end = addr + m->u.range.len;
+	uint64_t *vas;
+	uint32_t n;
 	int err = check_user_span(addr, m->u.range.len);
 
 	if (err)
 		return err;
 	pthread_mutex_lock(&c->lock);
-	if (c->batch.active || c->back.n) {
+	if (client_mid_migration(c)) {
 		pthread_mutex_unlock(&c->lock);
 		return -EBUSY;
 	}
@@ -146,8 +152,9 @@ static int do_unregister(struct session *s, const struct dm_msg *m)
 	}
 	/* libdevmem brought the data back first; what is left (pages that
 	 * came to the device since) goes with the registration */
-	for (uint64_t va = ALIGN_DOWN(addr, UNIT_SIZE); va < end;
-	     va += UNIT_SIZE) {
+	err = pt_units_in(&c->pt, addr, end, &vas, &n);
+	for (uint32_t k = 0; k < n; k++) {
+		uint64_t va = vas[k];
 		uint64_t ps = MAX(va, addr), pe = MIN(va + UNIT_SIZE, end);
 		struct unit *u = client_wait_unit(c, va);
 
@@ -162,6 +169,11 @@ static int do_unregister(struct session *s, const struct dm_msg *m)
 		if (u->registered)
 			uffd_unregister(c->uffd, ps, pe - ps);
 		client_unit_drop_if_empty(c, u);
+	}
+	free(vas);
+	if (err) {
+		pthread_mutex_unlock(&c->lock);
+		return err;
 	}
 	err = pt_carve(&c->pt, addr, end);
 	pthread_mutex_unlock(&c->lock);

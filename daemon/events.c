@@ -11,33 +11,44 @@
 #include "procfs.h"
 #include "uffdops.h"
 
-/* A unit busy with the client's own committed batch, waiting for FINISH:
- * the only MADV_DONTNEED on it is libdevmem's own, dropping pages devmemd
- * copied in place (read-only mappings).  That one must not free them. */
-static bool own_inplace(const struct client *c, const struct unit *u)
+/* Is the unit held by the client's own committed batch, waiting for FINISH?
+ * Then the only MADV_DONTNEED on it is libdevmem's own, dropping pages
+ * devmemd copied in place (read-only mappings), which must not free them.
+ * Decided when the event is read, while that batch is current. */
+static bool own_inplace(const struct client *c, uint64_t start, uint64_t end)
 {
 	const struct batch *b = &c->batch;
-	uint64_t k;
 
-	if (atomic_load(&u->busy) != BUSY_REQUEST || !b->active ||
-	    !b->committed || u->va < b->first)
+	if (!b->active || !b->committed)
 		return false;
-	k = (u->va - b->first) / UNIT_SIZE;
-	return k < b->nunits && b->busy >> k & 1;
-}
-
-static bool span_idle(const struct client *c, uint64_t start, uint64_t end,
-		      bool remove)
-{
 	for (uint64_t va = ALIGN_DOWN(start, UNIT_SIZE); va < end;
 	     va += UNIT_SIZE) {
-		const struct unit *u = pt_unit(&c->pt, va);
+		uint64_t k;
 
-		if (u && atomic_load(&u->busy) != UNIT_IDLE &&
-		    !(remove && own_inplace(c, u)))
+		if (va < b->first)
+			return false;
+		k = (va - b->first) / UNIT_SIZE;
+		if (k >= b->nunits || !(b->busy >> k & 1))
 			return false;
 	}
 	return true;
+}
+
+static bool span_idle(const struct client *c, uint64_t start, uint64_t end,
+		      bool *nomem)
+{
+	uint64_t *vas;
+	uint32_t n;
+	bool idle = true;
+
+	if (pt_units_in(&c->pt, start, end, &vas, &n)) {
+		*nomem = true;
+		return false;
+	}
+	for (uint32_t k = 0; k < n && idle; k++)
+		idle = atomic_load(&pt_unit(&c->pt, vas[k])->busy) == UNIT_IDLE;
+	free(vas);
+	return idle;
 }
 
 /* munmap (unmapped) or MADV_DONTNEED/MADV_FREE: the pages are gone, and
@@ -45,13 +56,17 @@ static bool span_idle(const struct client *c, uint64_t start, uint64_t end,
 static void discard(struct client *c, uint64_t start, uint64_t end,
 		    bool unmapped)
 {
-	for (uint64_t va = ALIGN_DOWN(start, UNIT_SIZE); va < end;
-	     va += UNIT_SIZE) {
+	uint64_t *vas;
+	uint32_t n;
+
+	if (pt_units_in(&c->pt, start, end, &vas, &n))
+		log_err("client %u: out of memory freeing %#llx-%#llx", c->id,
+			(unsigned long long)start, (unsigned long long)end);
+	for (uint32_t k = 0; k < n; k++) {
+		uint64_t va = vas[k];
 		struct unit *u = pt_unit(&c->pt, va);
 		uint64_t s = MAX(start, va), e = MIN(end, va + UNIT_SIZE);
 
-		if (!u || (!unmapped && own_inplace(c, u)))
-			continue;
 		if (s == va && e == va + UNIT_SIZE) {
 			client_unit_free_all(c, u);
 			if (unmapped)
@@ -59,13 +74,13 @@ static void discard(struct client *c, uint64_t start, uint64_t end,
 		} else {
 			/* a partial unmap of a 2 MB folio: the free policy
 			 * decides when its memory goes */
-			for (unsigned i = unit_page(s); i < unit_page(s) +
-								  ((e - s) >> PAGE_SHIFT);
-			     i++)
+			for (unsigned i = unit_page(s);
+			     i < unit_page(s) + ((e - s) >> PAGE_SHIFT); i++)
 				client_free_page(c, u, i);
 		}
 		client_unit_drop_if_empty(c, u);
 	}
+	free(vas);
 	/* the registration ends with the mapping: a new mapping there is
 	 * the application's to register again */
 	if (unmapped && pt_carve(&c->pt, start, end))
@@ -89,64 +104,54 @@ struct moved_page {
 };
 
 /* The client's kernel registered the whole new mapping: keep that only
- * where device pages went */
-static void unregister_empty(struct client *c, uint64_t start, uint64_t end)
+ * where device pages went (one ioctl per gap between such units) */
+static void unregister_empty(struct client *c, uint64_t start, uint64_t end,
+			     const uint64_t *vas, uint32_t n)
 {
-	for (uint64_t va = ALIGN_DOWN(start, UNIT_SIZE); va < end;
-	     va += UNIT_SIZE) {
-		uint64_t s = MAX(start, va), e = MIN(end, va + UNIT_SIZE);
-		struct unit *u = pt_unit(&c->pt, va);
+	uint64_t at = start;
 
-		if (!u || !u->ndevice)
-			uffd_unregister(c->uffd, s, e - s);
+	for (uint32_t k = 0; k <= n && at < end; k++) {
+		uint64_t next = k < n ? MAX(vas[k], start) : end;
+
+		if (next > at)
+			uffd_unregister(c->uffd, at, next - at);
+		if (k < n)
+			at = MIN(vas[k] + UNIT_SIZE, end);
 	}
 }
 
-/*
- * mremap moved [from, from + len) to [to, to + len): the device pages follow
- * the mapping (semantics 6).  A 2 MB folio stays one if its whole unit moves
- * to a 2 MB-aligned place; otherwise its pages become 4 KB device pages.
- */
-static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
+/* Collect the device pages of [from, from + len), ready to move; NULL (and
+ * nothing changed) if out of memory */
+static struct moved_page *collect(struct client *c, uint64_t from,
+				  uint64_t len, bool aligned, size_t *count_out)
 {
-	bool aligned = !((to - from) & UNIT_MASK);
-	struct moved_page *moved = NULL;
-	size_t n = 0, cap = 0;
-	uint64_t end = from + len, mapped = 0;
+	uint64_t *vas, end = from + len;
+	struct moved_page *moved;
+	size_t n = 0;
+	uint32_t nu;
 
-	for (uint64_t va = ALIGN_DOWN(from, UNIT_SIZE); va < end;
-	     va += UNIT_SIZE) {
-		struct unit *u = pt_unit(&c->pt, va);
+	if (pt_units_in(&c->pt, from, end, &vas, &nu))
+		return NULL;
+	moved = malloc(((size_t)nu * FOLIO_PAGES + 1) * sizeof(*moved));
+	if (!moved) {
+		free(vas);
+		return NULL;
+	}
+	for (uint32_t k = 0; k < nu; k++) {
+		struct unit *u = pt_unit(&c->pt, vas[k]);
+		uint64_t va = vas[k];
 		uint64_t s = MAX(from, va), e = MIN(end, va + UNIT_SIZE);
-		bool keep;
+		bool keep = u->huge && aligned && s == va && e == va + UNIT_SIZE;
 
-		if (!u || !u->ndevice)
-			continue;
-		keep = u->huge && aligned && s == va && e == va + UNIT_SIZE;
-		if (!keep) {
-			if (u->huge)
-				count(c, CNT_SPLITS, 1);
+		if (!keep && u->huge)
+			count(c, CNT_SPLITS, 1);
+		/* a folio whose pages part ways becomes 4 KB pages */
+		if (!keep)
 			client_unit_unfolio(c, u);
-		}
 		for (unsigned i = unit_page(s);
 		     i < unit_page(s) + ((e - s) >> PAGE_SHIFT); i++) {
 			if (u->pte[i].state != DPTE_DEVICE)
 				continue;
-			if (n == cap) {
-				size_t ncap = cap ? 2 * cap : FOLIO_PAGES;
-				struct moved_page *m =
-					realloc(moved, ncap * sizeof(*m));
-
-				if (!m) {
-					/* the page stays where it was: the
-					 * data is not lost, only stranded */
-					log_err("client %u: out of memory following an mremap",
-						c->id);
-					continue;
-				}
-				moved = m;
-				cap = ncap;
-			}
 			moved[n].offset = va + ((uint64_t)i << PAGE_SHIFT) - from;
 			moved[n].pte = u->pte[i];
 			moved[n].huge = keep;
@@ -158,6 +163,43 @@ static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 			u->huge = false;
 		client_unit_drop_if_empty(c, u);
 	}
+	free(vas);
+	*count_out = n;
+	return moved;
+}
+
+/*
+ * mremap moved [from, from + len) to [to, to + len): the device pages follow
+ * the mapping (semantics 6).  A 2 MB folio stays one if its whole unit moves
+ * to a 2 MB-aligned place; otherwise its pages become 4 KB device pages.
+ */
+static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
+{
+	bool aligned = !((to - from) & UNIT_MASK);
+	uint64_t end = from + len, mapped = 0, *vas = NULL;
+	struct moved_page *moved;
+	uint32_t nu = 0;
+	size_t n = 0;
+
+	/* the destination's units first, so that nothing can fail once the
+	 * pages are on their way */
+	if (pt_units_in(&c->pt, from, end, &vas, &nu))
+		goto nomem;
+	for (uint32_t k = 0; k < nu; k++) {
+		uint64_t s = MAX(vas[k], from) - from + to;
+		uint64_t e = MIN(vas[k] + UNIT_SIZE, end) - from + to;
+
+		if (!pt_unit_get(&c->pt, ALIGN_DOWN(s, UNIT_SIZE), c) ||
+		    !pt_unit_get(&c->pt, ALIGN_DOWN(e - 1, UNIT_SIZE), c)) {
+			free(vas);
+			goto nomem;
+		}
+	}
+	free(vas);
+	vas = NULL;
+	moved = collect(c, from, len, aligned, &n);
+	if (!moved)
+		goto nomem;
 
 	/* the registration moves with the mapping; with MREMAP_DONTUNMAP the
 	 * old place stays mapped, and registered */
@@ -172,13 +214,8 @@ static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 			(unsigned long long)(to + len));
 	for (size_t k = 0; k < n; k++) {
 		uint64_t va = to + moved[k].offset;
-		struct unit *u = pt_unit_get(&c->pt, ALIGN_DOWN(va, UNIT_SIZE), c);
+		struct unit *u = pt_unit(&c->pt, ALIGN_DOWN(va, UNIT_SIZE));
 
-		if (!u) {
-			log_err("client %u: out of memory following an mremap: a device page at %#llx is lost",
-				c->id, (unsigned long long)va);
-			continue;
-		}
 		u->pte[unit_page(va)] = moved[k].pte;
 		u->ndevice++;
 		u->registered = true;
@@ -186,47 +223,57 @@ static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 		device_lru_touch(c->dev, u);
 	}
 	free(moved);
-	unregister_empty(c, to, to + len);
-}
+	/* units made ahead that got no page */
+	if (!pt_units_in(&c->pt, to, to + len, &vas, &nu)) {
+		for (uint32_t k = 0; k < nu; k++) {
+			struct unit *u = pt_unit(&c->pt, vas[k]);
 
-/* The span an event touches, and whether it is a removal */
-static void event_span(const struct uffd_msg *m, uint64_t *start,
-		       uint64_t *end)
-{
-	switch (m->event) {
-	case UFFD_EVENT_REMAP:
-		*start = MIN(m->arg.remap.from, m->arg.remap.to);
-		*end = MAX(m->arg.remap.from, m->arg.remap.to) +
-		       m->arg.remap.len;
-		break;
-	default: /* UNMAP, REMOVE */
-		*start = m->arg.remove.start;
-		*end = m->arg.remove.end;
-		break;
+			if (!u->ndevice) {
+				u->registered = false; /* done below */
+				client_unit_drop_if_empty(c, u);
+			}
+		}
+		free(vas);
 	}
+	if (!pt_units_in(&c->pt, to, to + len, &vas, &nu)) {
+		unregister_empty(c, to, to + len, vas, nu);
+		free(vas);
+	}
+	return;
+nomem:
+	/* the pages stay where devmemd knew them: stranded, not lost from
+	 * device memory; devmemd is out of memory anyway */
+	log_err("client %u: out of memory following an mremap of %#llx-%#llx",
+		c->id, (unsigned long long)from, (unsigned long long)end);
 }
 
-static bool event_ready(const struct client *c, const struct uffd_msg *m)
+static bool event_ready(const struct client *c, const struct queued_event *e,
+			bool *nomem)
 {
-	uint64_t start, end;
+	const struct uffd_msg *m = &e->msg;
 
 	if (m->event == UFFD_EVENT_REMAP)
 		return span_idle(c, m->arg.remap.from,
-				 m->arg.remap.from + m->arg.remap.len, false) &&
+				 m->arg.remap.from + m->arg.remap.len, nomem) &&
 		       span_idle(c, m->arg.remap.to,
-				 m->arg.remap.to + m->arg.remap.len, false);
-	event_span(m, &start, &end);
-	return span_idle(c, start, end, m->event == UFFD_EVENT_REMOVE);
+				 m->arg.remap.to + m->arg.remap.len, nomem);
+	/* libdevmem's own drop needs no waiting: it frees nothing */
+	return e->own ||
+	       span_idle(c, m->arg.remove.start, m->arg.remove.end, nomem);
 }
 
-static void event_apply(struct client *c, const struct uffd_msg *m)
+static void event_apply(struct client *c, const struct queued_event *e)
 {
+	const struct uffd_msg *m = &e->msg;
+
 	switch (m->event) {
 	case UFFD_EVENT_UNMAP:
 		discard(c, m->arg.remove.start, m->arg.remove.end, true);
 		break;
 	case UFFD_EVENT_REMOVE:
-		discard(c, m->arg.remove.start, m->arg.remove.end, false);
+		if (!e->own)
+			discard(c, m->arg.remove.start, m->arg.remove.end,
+				false);
 		break;
 	case UFFD_EVENT_REMAP:
 		remap(c, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
@@ -238,16 +285,20 @@ void events_run(struct client *c)
 {
 	struct event_queue *q = &c->events;
 	uint32_t done = 0;
+	bool nomem = false;
 
-	while (done < q->n && event_ready(c, &q->msg[done])) {
-		event_apply(c, &q->msg[done]);
+	while (done < q->n && event_ready(c, &q->q[done], &nomem)) {
+		event_apply(c, &q->q[done]);
 		done++;
 	}
 	if (done) {
-		memmove(q->msg, q->msg + done, (q->n - done) * sizeof(*q->msg));
+		memmove(q->q, q->q + done, (q->n - done) * sizeof(*q->q));
 		q->n -= done;
 		pthread_cond_broadcast(&c->idle);
 	}
+	if (nomem)
+		log_err("client %u: out of memory applying address-space events",
+			c->id);
 }
 
 void events_queue(struct client *c, const struct uffd_msg *m)
@@ -257,14 +308,17 @@ void events_queue(struct client *c, const struct uffd_msg *m)
 	switch (m->event) {
 	case UFFD_EVENT_UNMAP:
 	case UFFD_EVENT_REMOVE:
-	case UFFD_EVENT_REMAP:
+		if (m->arg.remove.end <= m->arg.remove.start)
+			return;
 		break;
-	case UFFD_EVENT_FORK:
-		/* not asked for (libdevmem handles fork); never keep a
-		 * child's userfaultfd */
-		close((int)m->arg.fork.ufd);
-		return;
+	case UFFD_EVENT_REMAP:
+		if (!m->arg.remap.len ||
+		    m->arg.remap.from + m->arg.remap.len < m->arg.remap.from ||
+		    m->arg.remap.to + m->arg.remap.len < m->arg.remap.to)
+			return;
+		break;
 	default:
+		/* UFFD_EVENT_FORK is not asked for: libdevmem handles fork */
 		log_debug("client %u: userfaultfd event %u ignored", c->id,
 			  m->event);
 		return;
@@ -272,10 +326,10 @@ void events_queue(struct client *c, const struct uffd_msg *m)
 	pthread_mutex_lock(&c->lock);
 	while (q->n == q->cap) {
 		uint32_t cap = q->cap ? 2 * q->cap : 16;
-		struct uffd_msg *n = realloc(q->msg, cap * sizeof(*n));
+		struct queued_event *n = realloc(q->q, cap * sizeof(*n));
 
 		if (n) {
-			q->msg = n;
+			q->q = n;
 			q->cap = cap;
 			break;
 		}
@@ -286,7 +340,10 @@ void events_queue(struct client *c, const struct uffd_msg *m)
 		pthread_mutex_lock(&c->lock);
 		events_run(c);
 	}
-	q->msg[q->n++] = *m;
+	q->q[q->n].msg = *m;
+	q->q[q->n].own = m->event == UFFD_EVENT_REMOVE &&
+			 own_inplace(c, m->arg.remove.start, m->arg.remove.end);
+	q->n++;
 	events_run(c);
 	pthread_mutex_unlock(&c->lock);
 }

@@ -54,6 +54,45 @@ int helper_move(struct client *c, uint64_t src, uint64_t dst, uint64_t len,
 	return rep.u.helper_reply.status;
 }
 
+/* The fault could not be resolved now (an event waits to be read, or the
+ * helper is busy): resolve it again after the next messages (lock held) */
+static void retry_later(struct client *c, uint64_t addr, uint64_t flags)
+{
+	struct fault_queue *q = &c->retry;
+
+	while (q->n == q->cap) {
+		uint32_t cap = q->cap ? 2 * q->cap : 16;
+		struct parked_fault *n = realloc(q->f, cap * sizeof(*n));
+
+		if (n) {
+			q->f = n;
+			q->cap = cap;
+			break;
+		}
+		pthread_mutex_unlock(&c->lock);
+		usleep(1000); /* no memory to queue it: come back */
+		pthread_mutex_lock(&c->lock);
+	}
+	q->f[q->n].addr = addr;
+	q->f[q->n].flags = flags;
+	q->n++;
+}
+
+void fault_retry(struct client *c)
+{
+	struct parked_fault f[32];
+	uint32_t n;
+
+	pthread_mutex_lock(&c->lock);
+	n = MIN(c->retry.n, ARRAY_SIZE(f));
+	memcpy(f, c->retry.f, n * sizeof(f[0]));
+	memmove(c->retry.f, c->retry.f + n, (c->retry.n - n) * sizeof(f[0]));
+	c->retry.n -= n;
+	pthread_mutex_unlock(&c->lock);
+	for (uint32_t i = 0; i < n; i++)
+		fault_resolve(c, f[i].addr, f[i].flags);
+}
+
 static int take_fault_slot(struct client *c)
 {
 	for (uint32_t j = 0; j < c->nfault_slots; j++)
@@ -64,15 +103,20 @@ static int take_fault_slot(struct client *c)
 	return -1;
 }
 
-/* The whole folio comes back as a THP: write it to a fault slot, and the
+/*
+ * The whole folio comes back as a THP: write it to a fault slot, and the
  * client's helper thread moves it into place (lock held on entry and exit,
- * dropped in between while the unit is busy). */
+ * dropped in between while the unit is busy).  One at a time per client:
+ * while a resolver waits for the helper, another must be free to read the
+ * events the helper's move may be waiting for.
+ */
 static void fault_return_folio(struct client *c, struct unit *u, int slot)
 {
 	uint64_t va = slot_addr(c, c->nslots + (uint32_t)slot), moved = 0;
 	int err;
 
 	atomic_store(&u->busy, BUSY_FAULT);
+	c->folio_returning = true;
 	pthread_mutex_unlock(&c->lock);
 	err = folio_write_slot(c, u, va);
 	if (!err)
@@ -87,7 +131,25 @@ static void fault_return_folio(struct client *c, struct unit *u, int slot)
 	 * now, with the counters already telling what happened */
 	uffd_wake(c->uffd, u->va, UNIT_SIZE);
 	c->fault_slots_busy &= ~(1ull << slot);
+	c->folio_returning = false;
 	client_unbusy_resolve(c, u);
+}
+
+/*
+ * A fault at an address devmemd knows nothing of: mremap moved device pages
+ * there, and the thread touched them after the kernel released the mremap
+ * (when the event was read) but before the event was applied.  Give the
+ * reader a moment; an address still unknown after it is a plain hole.
+ * Returns with the lock held and the unit at addr (or NULL).
+ */
+static struct unit *wait_stray(struct client *c, uint64_t addr)
+{
+	for (int i = 0; i < 10 && !pt_covered(&c->pt, addr, PAGE_SIZE); i++) {
+		pthread_mutex_unlock(&c->lock);
+		usleep(100);
+		pthread_mutex_lock(&c->lock);
+	}
+	return pt_unit(&c->pt, ALIGN_DOWN(addr, UNIT_SIZE));
 }
 
 void fault_resolve(struct client *c, uint64_t addr, uint64_t flags)
@@ -95,11 +157,13 @@ void fault_resolve(struct client *c, uint64_t addr, uint64_t flags)
 	bool write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
 	struct unit *u;
 	unsigned i;
-	int slot;
+	int slot, err;
 
 	addr = ALIGN_DOWN(addr, PAGE_SIZE);
 	pthread_mutex_lock(&c->lock);
 	u = pt_unit(&c->pt, ALIGN_DOWN(addr, UNIT_SIZE));
+	if (!u && !pt_covered(&c->pt, addr, PAGE_SIZE))
+		u = wait_stray(c, addr);
 	if (u && atomic_load(&u->busy) != UNIT_IDLE) {
 		while (pt_park(&c->pt, addr, flags)) {
 			pthread_mutex_unlock(&c->lock);
@@ -113,18 +177,19 @@ void fault_resolve(struct client *c, uint64_t addr, uint64_t flags)
 	if (!u || u->pte[i].state != DPTE_DEVICE) {
 		/* a hole next to device pages, or a page that came back
 		 * meanwhile (then this only wakes the thread) */
-		int err = uffd_zero(c->uffd, addr, PAGE_SIZE, write, true);
-
-		if (err == -ENOENT) /* unregistered meanwhile */
+		err = uffd_zero(c->uffd, addr, PAGE_SIZE, write, true);
+		if (err == -EAGAIN)
+			retry_later(c, addr, flags);
+		else if (err == -ENOENT) /* unregistered meanwhile */
 			uffd_wake(c->uffd, addr, PAGE_SIZE);
 		pthread_mutex_unlock(&c->lock);
 		return;
 	}
-	count(c, CNT_CPU_FAULTS, 1);
 	if (u->huge && device_policy(c->dev, DM_POL_FAULT) == 0 /* folio */) {
 		if (unit_all_zero(u)) {
 			/* unregistering wakes the thread; its retry maps a
 			 * THP or the huge zero page, as on plain memory */
+			count(c, CNT_CPU_FAULTS, 1);
 			client_unit_free_all(c, u);
 			count(c, CNT_TO_SYSTEM, FOLIO_PAGES);
 			count(c, CNT_HUGE, 1);
@@ -132,15 +197,23 @@ void fault_resolve(struct client *c, uint64_t addr, uint64_t flags)
 			pthread_mutex_unlock(&c->lock);
 			return;
 		}
+		if (c->folio_returning) {
+			retry_later(c, addr, flags);
+			pthread_mutex_unlock(&c->lock);
+			return;
+		}
 		slot = take_fault_slot(c);
 		if (slot >= 0) {
+			count(c, CNT_CPU_FAULTS, 1);
 			fault_return_folio(c, u, slot);
 			pthread_mutex_unlock(&c->lock);
+			fault_retry(c); /* faults that waited for the helper */
 			return;
 		}
 	}
 	client_unit_split(c, u);
-	unit_return_page(c, u, i);
+	if (unit_return_page(c, u, i) == -EAGAIN)
+		retry_later(c, addr, flags);
 	client_unit_drop_if_empty(c, u);
 	pthread_mutex_unlock(&c->lock);
 }
@@ -158,11 +231,11 @@ static void *resolver_main(void *arg)
 	while (!atomic_load(&c->stopping)) {
 		ssize_t n = read(c->uffd, msgs, sizeof(msgs));
 
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0) {
 			log_err("client %u: reading its userfaultfd: %s", c->id,
-				strerror(errno));
+				n ? strerror(errno) : "end of file");
 			break;
 		}
 		for (size_t k = 0; k < (size_t)n / sizeof(msgs[0]); k++) {
@@ -174,6 +247,9 @@ static void *resolver_main(void *arg)
 			else
 				events_queue(c, m);
 		}
+		/* events just read may let waiting faults through */
+		if (c->retry.n)
+			fault_retry(c);
 	}
 	return NULL;
 }
@@ -182,7 +258,8 @@ int fault_start(struct client *c)
 {
 	struct resolver *rs;
 	pthread_attr_t attr;
-	int flags, n = c->dev->ncpus;
+	/* at least two: one may wait for the helper while another reads */
+	int flags, n = MAX(c->dev->ncpus, 2);
 
 	/* resolvers block in read(); the client may have made the fd
 	 * non-blocking (the flag is shared by both ends) */
@@ -199,7 +276,7 @@ int fault_start(struct client *c)
 		int err;
 
 		rs[k].client = c;
-		rs[k].cpu = k;
+		rs[k].cpu = k % c->dev->ncpus;
 		err = pthread_create(&rs[k].thread, &attr, resolver_main, &rs[k]);
 		if (err) {
 			log_err("client %u: starting a fault resolver: %s", c->id,

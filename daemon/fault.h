@@ -24,6 +24,9 @@ void fault_stop(struct client *c);
 /* Resolve (or park) one fault at addr with UFFD_PAGEFAULT_FLAG_* flags. */
 void fault_resolve(struct client *c, uint64_t addr, uint64_t flags);
 
+/* Resolve the faults that had to wait (lock not held). */
+void fault_retry(struct client *c);
+
 /* Ask the client's helper thread to UFFDIO_MOVE [src, src + len) to dst.
  * *moved is set to the bytes moved.  Returns 0 or a negative errno. */
 int helper_move(struct client *c, uint64_t src, uint64_t dst, uint64_t len,

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "copier.h"
@@ -19,6 +20,17 @@
 static void on_sigusr1(int sig)
 {
 	/* only interrupts a resolver's read() (see fault_stop) */
+}
+
+/* Each attached client holds about five descriptors: use all we may have */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 static void setup_signals(void)
@@ -105,11 +117,17 @@ int main(int argc, char **argv)
 	if (!cfg.foreground)
 		ready = daemonize();
 	setup_signals();
+	raise_fd_limit();
 	ret = device_init(&dev, &cfg);
 	if (!ret)
-		ret = server_create(&srv, &dev, cfg.socket_path);
-	if (!ret)
 		ret = copier_start((unsigned)dev.ncpus);
+	if (!ret)
+		ret = server_create(&srv, &dev, cfg.socket_path);
+	if (!ret) {
+		ret = server_start(srv);
+		if (ret)
+			server_destroy(srv);
+	}
 	if (ret) {
 		fprintf(stderr, "devmemd: cannot start: %s\n", strerror(-ret));
 		report_ready(ready, 1);

@@ -95,7 +95,7 @@ int migrate_begin(struct client *c, const struct dm_migrate *m,
 		return err == -ENOENT || err == -ESRCH ? -ESRCH : -EINVAL;
 
 	pthread_mutex_lock(&c->lock);
-	if (c->batch.active || c->back.n) {
+	if (client_mid_migration(c)) {
 		err = -EBUSY;
 		goto out;
 	}

@@ -43,13 +43,17 @@ int migrate_back_done(struct client *c, const struct dm_move *moves,
 		      uint32_t n, struct dm_result_reply *rep);
 
 /* Bring pages [first, last) of a unit back as 4 KB pages with UFFDIO_COPY
- * and free their device memory (lock held).  Returns the pages returned. */
+ * and free their device memory (lock held, unit held busy by the caller:
+ * the lock is dropped while the client's address space is changing).
+ * Pages whose data cannot land (the mapping is gone) stay on the device for
+ * the pending event to decide.  Returns the pages returned. */
 unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 			unsigned last);
 
-/* Bring one page of a unit back for a CPU fault, waking the faulting thread
- * (lock held). */
-void unit_return_page(struct client *c, struct unit *u, unsigned i);
+/* Bring one page of a unit back for a CPU fault (counted as one), and wake
+ * the faulting thread (lock held).  Returns 0, -EAGAIN (nothing changed: retry once the
+ * pending event is read) or another error (the page stays on the device). */
+int unit_return_page(struct client *c, struct unit *u, unsigned i);
 
 /* Write a unit's whole folio to the staging slot at slot_va, from where the
  * client moves it into place as a THP.  The caller holds the unit busy and

@@ -238,6 +238,47 @@ void pt_unit_free(struct pagetable *pt, struct unit *u)
 	free(u);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int pt_units_in(const struct pagetable *pt, uint64_t start, uint64_t end,
+		uint64_t **vas, uint32_t *n)
+{
+	uint64_t first = ALIGN_DOWN(start, UNIT_SIZE);
+	uint32_t k = 0;
+
+	*vas = NULL;
+	*n = 0;
+	if (!pt->nunits || end <= start)
+		return 0;
+	/* a small span: look up its units; a large one: walk them all */
+	if ((end - first) / UNIT_SIZE <= pt->nunits) {
+		*vas = malloc(((end - first + UNIT_MASK) / UNIT_SIZE) *
+			      sizeof(**vas));
+		if (!*vas)
+			return -ENOMEM;
+		for (uint64_t va = first; va < end; va += UNIT_SIZE)
+			if (pt_unit(pt, va))
+				(*vas)[k++] = va;
+		*n = k;
+		return 0;
+	}
+	*vas = malloc(pt->nunits * sizeof(**vas));
+	if (!*vas)
+		return -ENOMEM;
+	for (uint32_t b = 0; b < pt->nbuckets; b++)
+		for (struct unit *u = pt->buckets[b]; u; u = u->hnext)
+			if (u->va + UNIT_SIZE > start && u->va < end)
+				(*vas)[k++] = u->va;
+	qsort(*vas, k, sizeof(**vas), cmp_u64);
+	*n = k;
+	return 0;
+}
+
 void pt_for_each_unit(struct pagetable *pt,
 		      void (*fn)(struct unit *u, void *arg), void *arg)
 {

@@ -117,6 +117,12 @@ struct unit *pt_unit(const struct pagetable *pt, uint64_t va);
 struct unit *pt_unit_get(struct pagetable *pt, uint64_t va, struct client *c);
 /* Detach and free a unit (it must hold no device memory) */
 void pt_unit_free(struct pagetable *pt, struct unit *u);
+/* The addresses of the units that meet [start, end), in order, in a new
+ * array (*n of them; NULL if none or out of memory: -ENOMEM).  Spans can be
+ * as large as the address space; the units are as many as device memory. */
+int pt_units_in(const struct pagetable *pt, uint64_t start, uint64_t end,
+		uint64_t **vas, uint32_t *n);
+
 /* Every unit, in no particular order; fn may free the unit it gets */
 void pt_for_each_unit(struct pagetable *pt,
 		      void (*fn)(struct unit *u, void *arg), void *arg);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "copier.h"
 #include "events.h"
@@ -21,44 +22,43 @@ static const uint8_t zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
 
 /*
  * Fill [dst, dst + len) in the client with src's bytes, or zeros (src NULL),
- * waking the faulting threads there if wake.  A fill that meets a changing
- * address space (-EAGAIN) is retried: the events behind it are being read by
- * the resolvers.
+ * without waking anyone: the caller wakes once its bookkeeping is done, so a
+ * thread that reads its counters after a fault sees the fault.  -EAGAIN:
+ * the client's address space is changing and an event waits to be read.
  */
-static int fill(struct client *c, uint64_t dst, const void *src, uint64_t len,
-		bool wake)
+static int fill(struct client *c, uint64_t dst, const void *src, uint64_t len)
 {
-	int err, tries = 0;
+	int err = src ? uffd_copy(c->uffd, dst, src, len, false) :
+			uffd_zero(c->uffd, dst, len, false, false);
 
-	do {
-		err = src ? uffd_copy(c->uffd, dst, src, len, wake) :
-			    uffd_zero(c->uffd, dst, len, false, wake);
-		if (err != -EAGAIN)
-			break;
-		sched_yield();
-	} while (++tries < 1000);
-	/* -ESRCH: the process is gone; -ENOENT: the mapping is */
-	if (err && err != -ESRCH && err != -ENOENT)
+	/* -ESRCH: the process is gone; -ENOENT: the mapping is (munmap,
+	 * mremap: the event says where the pages go) */
+	if (err && err != -EAGAIN && err != -ESRCH && err != -ENOENT)
 		log_warn("client %u: bringing %#llx (+%llu pages) back: %s",
 			 c->id, (unsigned long long)dst,
 			 (unsigned long long)(len >> PAGE_SHIFT), strerror(-err));
 	return err;
 }
 
-void unit_return_page(struct client *c, struct unit *u, unsigned i)
+int unit_return_page(struct client *c, struct unit *u, unsigned i)
 {
-	uint8_t buf[PAGE_SIZE] __attribute__((aligned(64)));
-	bool zero = u->pte[i].flags & DPTE_ZERO;
+	const struct dpte *p = &u->pte[i];
+	uint64_t va = u->va + ((uint64_t)i << PAGE_SHIFT);
+	int err = fill(c, va,
+		       p->flags & DPTE_ZERO ? NULL :
+					      pool_page(&c->dev->pool, p->dpfn),
+		       PAGE_SIZE);
 
-	/* through a bounce buffer, so that the device page is freed and
-	 * everything counted before the fill wakes the faulting thread, with
-	 * one ioctl */
-	if (!zero)
-		memcpy(buf, pool_page(&c->dev->pool, u->pte[i].dpfn), PAGE_SIZE);
-	count(c, CNT_TO_SYSTEM, 1);
-	client_free_page(c, u, i);
-	fill(c, u->va + ((uint64_t)i << PAGE_SHIFT), zero ? NULL : buf,
-	     PAGE_SIZE, true);
+	/* the page stays on the device unless its data landed */
+	if (err == -EAGAIN)
+		return err;
+	if (!err) {
+		count(c, CNT_CPU_FAULTS, 1);
+		count(c, CNT_TO_SYSTEM, 1);
+		client_free_page(c, u, i);
+	}
+	uffd_wake(c->uffd, va, PAGE_SIZE);
+	return err;
 }
 
 unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
@@ -66,12 +66,14 @@ unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 {
 	const struct pool *pool = &c->dev->pool;
 	bool whole = u->huge && first == 0 && last == FOLIO_PAGES;
+	bool landed[FOLIO_PAGES] = { false };
 	unsigned returned = 0;
 
 	for (unsigned i = first; i < last; i++) {
 		struct dpte *p = &u->pte[i];
 		uint64_t va = u->va + ((uint64_t)i << PAGE_SHIFT);
 		unsigned k = i;
+		int err;
 
 		if (p->state != DPTE_DEVICE)
 			continue;
@@ -81,21 +83,34 @@ unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 		       !(u->pte[k + 1].flags & DPTE_ZERO) == !(p->flags & DPTE_ZERO) &&
 		       u->pte[k + 1].dpfn == u->pte[k].dpfn + 1)
 			k++;
-		count(c, CNT_TO_SYSTEM, k - i + 1);
-		/* no wake yet: that comes once the bookkeeping is done */
-		fill(c, va,
-		     p->flags & DPTE_ZERO ? NULL : pool_page(pool, p->dpfn),
-		     (uint64_t)(k - i + 1) << PAGE_SHIFT, false);
-		returned += k - i + 1;
-		if (!whole)
+		/* an event waits to be read: let the resolvers have the
+		 * lock to read it (the unit is ours: busy) */
+		while ((err = fill(c, va,
+				   p->flags & DPTE_ZERO ? NULL :
+							  pool_page(pool, p->dpfn),
+				   (uint64_t)(k - i + 1) << PAGE_SHIFT)) ==
+		       -EAGAIN) {
+			pthread_mutex_unlock(&c->lock);
+			usleep(100);
+			pthread_mutex_lock(&c->lock);
+		}
+		if (!err) {
+			count(c, CNT_TO_SYSTEM, k - i + 1);
+			returned += k - i + 1;
 			for (unsigned j = i; j <= k; j++)
-				client_free_page(c, u, j);
+				landed[j] = true;
+		}
 		i = k;
 	}
-	if (whole)
+	if (whole && returned == FOLIO_PAGES) {
 		client_unit_free_all(c, u);
-	/* the faulting threads resume only now, with the counters and the
-	 * accounting already telling what happened */
+	} else {
+		/* pages whose data did not land stay on the device: an event
+		 * will free them (munmap) or move them (mremap) */
+		for (unsigned j = first; j < last; j++)
+			if (landed[j])
+				client_free_page(c, u, j);
+	}
 	if (returned)
 		uffd_wake(c->uffd, u->va + ((uint64_t)first << PAGE_SHIFT),
 			  (uint64_t)(last - first) << PAGE_SHIFT);
@@ -179,6 +194,26 @@ static bool back_whole(struct client *c, const struct unit *u, uint64_t ps,
 	       device_policy(c->dev, DM_POL_GRANULARITY) == 0;
 }
 
+/* Device pages of the units vas in [start, end) (lock held) */
+static uint64_t device_pages_in(const struct client *c, const uint64_t *vas,
+				uint32_t n, uint64_t start, uint64_t end)
+{
+	uint64_t pages = 0;
+
+	for (uint32_t v = 0; v < n && vas[v] < end; v++) {
+		const struct unit *u = pt_unit(&c->pt, vas[v]);
+		uint64_t ps = MAX(vas[v], start);
+		uint64_t pe = MIN(vas[v] + UNIT_SIZE, end);
+
+		for (unsigned i = unit_page(ps); u && ps < pe &&
+						 i < unit_page(ps) +
+							     ((pe - ps) >> PAGE_SHIFT);
+		     i++)
+			pages += u->pte[i].state == DPTE_DEVICE;
+	}
+	return pages;
+}
+
 /* A folio BACK writes to a staging slot */
 struct slot_write {
 	uint64_t va; /* its unit */
@@ -189,9 +224,10 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 		 struct dm_result_reply *rep, struct dm_move *moves)
 {
 	uint64_t end = m->addr + m->len;
-	uint32_t nslots = MIN(m->nslots, c->nslots), k = 0;
+	uint32_t nslots = MIN(m->nslots, c->nslots), k = 0, nvas = 0;
 	struct slot_write *w = NULL;
 	struct copy_job *jobs = NULL;
+	uint64_t *vas = NULL;
 	int err = migrate_check_span(c, m->addr, m->len, m->flags);
 
 	memset(rep, 0, sizeof(*rep));
@@ -204,7 +240,7 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 		goto out;
 	}
 	pthread_mutex_lock(&c->lock);
-	if (c->batch.active || c->back.n) {
+	if (client_mid_migration(c)) {
 		pthread_mutex_unlock(&c->lock);
 		err = -EBUSY;
 		goto out;
@@ -215,17 +251,20 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 		err = -EINVAL;
 		goto out;
 	}
+	err = pt_units_in(&c->pt, m->addr, end, &vas, &nvas);
+	if (err) {
+		pthread_mutex_unlock(&c->lock);
+		goto out;
+	}
 	rep->next = end;
-	for (uint64_t va = ALIGN_DOWN(m->addr, UNIT_SIZE); va < end;
-	     va += UNIT_SIZE) {
+	for (uint32_t v = 0; v < nvas; v++) {
+		uint64_t va = vas[v];
 		uint64_t ps = MAX(va, m->addr), pe = MIN(va + UNIT_SIZE, end);
 		unsigned npages = (unsigned)((pe - ps) >> PAGE_SHIFT);
 		struct unit *u = client_wait_unit(c, va);
 
-		if (!u) {
-			rep->pages += npages;
+		if (!u)
 			continue;
-		}
 		if (back_whole(c, u, ps, pe, m->flags) && unit_all_zero(u)) {
 			/* nothing to copy: an empty unit faults in as a THP
 			 * (or the huge zero page) once it is unregistered */
@@ -233,7 +272,6 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 			count(c, CNT_TO_SYSTEM, FOLIO_PAGES);
 			count(c, CNT_HUGE, 1);
 			rep->huge++;
-			rep->pages += npages;
 			client_unit_drop_if_empty(c, u);
 			continue;
 		}
@@ -263,10 +301,14 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 		}
 		if (client_unit_split(c, u))
 			rep->split++;
+		atomic_store(&u->busy, BUSY_REQUEST);
 		unit_return_4k(c, u, unit_page(ps), unit_page(ps) + npages);
-		rep->pages += npages;
-		client_unit_drop_if_empty(c, u);
+		client_unbusy_resolve(c, u);
 	}
+	/* what is not on the device is at the target; the folios in the
+	 * slots count once they are in place (BACK_DONE) */
+	rep->pages = ((rep->next - m->addr) >> PAGE_SHIFT) -
+		     device_pages_in(c, vas, nvas, m->addr, rep->next);
 	pthread_mutex_unlock(&c->lock);
 
 	copier_run(jobs, k);
@@ -287,15 +329,15 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 				 c->id, (unsigned long long)w[i].va,
 				 strerror(-jobs[i].err));
 		/* the slot may hold part of it: the client empties it */
-		unit_return_4k(c, u, 0, FOLIO_PAGES);
 		rep->split++;
 		count(c, CNT_SPLITS, 1);
-		rep->pages += FOLIO_PAGES;
+		rep->pages += unit_return_4k(c, u, 0, FOLIO_PAGES);
 		client_unbusy_resolve(c, u);
 	}
 	c->back.n = rep->nmoves;
 	pthread_mutex_unlock(&c->lock);
 out:
+	free(vas);
 	free(w);
 	free(jobs);
 	return err;

@@ -54,6 +54,7 @@ struct server {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct io_uring ring;
 	bool ring_live;
+	struct __kernel_timespec retry_after; /* accept, when out of fds */
 	struct signalfd_siginfo siginfo;
 	bool multishot_accept;
 
@@ -66,7 +67,7 @@ struct server {
 	int nworkers;
 };
 
-enum { TAG_ACCEPT = 1, TAG_RECV, TAG_SIGNAL };
+enum { TAG_ACCEPT = 1, TAG_RECV, TAG_SIGNAL, TAG_RETRY };
 
 static void *tag(void *p, unsigned t)
 {
@@ -95,6 +96,18 @@ static void arm_accept(struct server *s)
 		io_uring_prep_accept(sqe, s->listen_fd, NULL, NULL,
 				     SOCK_CLOEXEC);
 	io_uring_sqe_set_data(sqe, tag(NULL, TAG_ACCEPT));
+}
+
+/* Out of file descriptors (or memory): accept again a little later, rather
+ * than spin on the error */
+static void arm_retry(struct server *s)
+{
+	struct io_uring_sqe *sqe = get_sqe(s);
+
+	s->retry_after.tv_sec = 0;
+	s->retry_after.tv_nsec = 100 * 1000 * 1000;
+	io_uring_prep_timeout(sqe, &s->retry_after, 0, 0);
+	io_uring_sqe_set_data(sqe, tag(NULL, TAG_RETRY));
 }
 
 static void arm_signal(struct server *s)
@@ -257,6 +270,40 @@ static void on_accept(struct server *s, int fd)
 	arm_recv(s, c);
 }
 
+/* An accept that ends (single-shot, or a multishot stopped by an error):
+ * take its connection and accept again, now or after a pause */
+static void on_accept_end(struct server *s, int res)
+{
+	if (res >= 0) {
+		on_accept(s, res);
+		arm_accept(s);
+		return;
+	}
+	switch (res) {
+	case -EINVAL: /* no multishot accept before Linux 5.19 */
+		if (s->multishot_accept) {
+			s->multishot_accept = false;
+			arm_accept(s);
+			return;
+		}
+		break;
+	case -EINTR:
+	case -ECONNABORTED:
+		arm_accept(s);
+		return;
+	case -EMFILE:
+	case -ENFILE:
+	case -ENOBUFS:
+	case -ENOMEM:
+		log_warn("accept: %s; accepting again in 100 ms",
+			 strerror(-res));
+		arm_retry(s);
+		return;
+	}
+	log_warn("accept: %s", strerror(-res));
+	arm_retry(s);
+}
+
 static void conn_free(struct server *s, struct conn *c)
 {
 	struct request *req, *n;
@@ -348,6 +395,7 @@ int server_create(struct server **out, struct device *d, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct server *s;
+	struct stat st;
 	sigset_t set;
 	mode_t old;
 	int err;
@@ -375,7 +423,13 @@ int server_create(struct server **out, struct device *d, const char *path)
 		goto fail;
 	}
 	strcpy(sa.sun_path, path);
-	unlink(path); /* stale: nobody answered */
+	/* stale: nobody answered; but never remove what is not a socket */
+	if (!lstat(path, &st) && !S_ISSOCK(st.st_mode)) {
+		log_err("%s exists and is not a socket", path);
+		err = -EEXIST;
+		goto fail;
+	}
+	unlink(path);
 	old = umask(0177);
 	err = bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) ? -errno :
 								       0;
@@ -385,12 +439,6 @@ int server_create(struct server **out, struct device *d, const char *path)
 		goto fail;
 	}
 	chmod(path, 0600);
-	if (listen(s->listen_fd, 128)) {
-		err = -errno;
-		log_err("cannot listen on %s: %s", path, strerror(-err));
-		unlink(path);
-		goto fail;
-	}
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -453,7 +501,7 @@ static void stop(struct server *s)
 		conn_free(s, c);
 }
 
-int server_run(struct server *s)
+int server_start(struct server *s)
 {
 	int err = start_workers(s);
 
@@ -462,6 +510,18 @@ int server_run(struct server *s)
 		stop(s);
 		return err;
 	}
+	/* clients get in only now that everything is up */
+	if (listen(s->listen_fd, 128)) {
+		err = -errno;
+		log_err("cannot listen on %s: %s", s->path, strerror(-err));
+		stop(s);
+		return err;
+	}
+	return 0;
+}
+
+int server_run(struct server *s)
+{
 	s->multishot_accept = true;
 	arm_accept(s);
 	arm_signal(s);
@@ -482,18 +542,15 @@ int server_run(struct server *s)
 			seen++;
 			switch (data & 7) {
 			case TAG_ACCEPT:
-				if (cqe->res >= 0) {
-					on_accept(s, cqe->res);
-				} else if (cqe->res == -EINVAL &&
-					   s->multishot_accept) {
-					s->multishot_accept = false;
-				} else if (cqe->res != -EINTR &&
-					   cqe->res != -ECONNABORTED) {
-					log_warn("accept: %s",
-						 strerror(-cqe->res));
+				if (cqe->flags & IORING_CQE_F_MORE) {
+					if (cqe->res >= 0)
+						on_accept(s, cqe->res);
+					break;
 				}
-				if (!(cqe->flags & IORING_CQE_F_MORE))
-					arm_accept(s);
+				on_accept_end(s, cqe->res);
+				break;
+			case TAG_RETRY:
+				arm_accept(s);
 				break;
 			case TAG_RECV:
 				on_recv(s, p, cqe->res);

@@ -15,6 +15,9 @@ struct server;
  * if a live devmemd answers there; replaces a stale socket file. */
 int server_create(struct server **out, struct device *d, const char *path);
 
+/* Start the workers and accept connections. */
+int server_start(struct server *s);
+
 /* Serve until SIGTERM or SIGINT, then release every client and return. */
 int server_run(struct server *s);
 void server_destroy(struct server *s);

@@ -15,6 +15,8 @@ int dm_call(struct devmem *dm, uint16_t type, const void *body,
 	int err;
 
 	memset(rep, 0, sizeof(*rep));
+	if (atomic_load(&dm->lost))
+		dm->broken = true;
 	if (dm->broken)
 		return -ENOTCONN;
 	id = ++dm->next_id;

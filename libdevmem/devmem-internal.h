@@ -4,6 +4,7 @@
 #define DEVMEM_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -19,6 +20,8 @@ struct devmem {
 	struct devmem *next; /* every handle of the process (fork.c) */
 	int sock;
 	bool broken; /* the connection is lost: -ENOTCONN from now on */
+	atomic_bool lost; /* devmemd went away (seen by the helper thread) */
+	atomic_bool detaching; /* we are closing the helper channel */
 	bool forked; /* this is a fork()ed child's copy of the handle */
 	uint32_t next_id;
 	uint32_t client_id;

@@ -10,6 +10,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -128,6 +130,70 @@ int dm_uffd_move(int uffd, uint64_t dst, uint64_t src, uint64_t len,
 	return 0;
 }
 
+/* Poison every hole of a MISSING-registered range, so that what was on the
+ * device raises SIGBUS, then unregister it: nobody answers faults there any
+ * more.  Holes that never held data fail too: loudly rather than wrongly. */
+static void poison_range(int uffd, uint64_t start, uint64_t end)
+{
+	uint64_t at = start;
+	struct uffdio_range r = { start, end - start };
+
+	while (at < end) {
+		struct uffdio_poison p = { .range = { at, end - at } };
+		int err = xioctl(uffd, UFFDIO_POISON, &p);
+
+		if (!err)
+			break;
+		if (p.updated > 0)
+			at += (uint64_t)p.updated;
+		else if (err == -EEXIST) /* a page that is here: keep it */
+			at += PAGE_SIZE;
+		else if (err != -EAGAIN)
+			break;
+	}
+	xioctl(uffd, UFFDIO_UNREGISTER, &r);
+}
+
+/*
+ * devmemd is gone, with the device memory.  Its data cannot come back:
+ * make every device-resident page fail loudly (SIGBUS) instead of reading
+ * zeros, wake whoever waits for a fault or an event, and let every later
+ * call fail with -ENOTCONN.
+ */
+static void daemon_lost(struct devmem *dm)
+{
+	char line[512];
+	FILE *f;
+	int flags;
+
+	atomic_store(&dm->lost, true);
+	f = fopen("/proc/self/smaps", "re");
+	if (f) {
+		uint64_t start = 0, end = 0, s, e;
+
+		/* "um": VM_UFFD_MISSING, the units that held device pages */
+		while (fgets(line, sizeof(line), f)) {
+			/* a mapping's first line: "start-end perms ..." */
+			if (sscanf(line, "%" SCNx64 "-%" SCNx64, &s, &e) == 2) {
+				start = s;
+				end = e;
+				continue;
+			}
+			if (!strncmp(line, "VmFlags:", 8) && strstr(line, " um"))
+				poison_range(dm->uffd, start, end);
+		}
+		fclose(f);
+	}
+	/* events waiting to be read hold their callers (munmap, madvise) */
+	flags = fcntl(dm->uffd, F_GETFL);
+	if (flags >= 0 && fcntl(dm->uffd, F_SETFL, flags | O_NONBLOCK) == 0) {
+		struct uffd_msg msg[16];
+
+		while (read(dm->uffd, msg, sizeof(msg)) > 0)
+			;
+	}
+}
+
 static void *helper_main(void *arg)
 {
 	struct devmem *dm = arg;
@@ -144,8 +210,12 @@ static void *helper_main(void *arg)
 		int err = dm_recv_msg(dm->helper_sock, buf, sizeof(buf), &m,
 				      NULL, NULL);
 
-		if (err)
-			break; /* devmemd is gone, or we are disconnecting */
+		if (err) {
+			/* devmemd is gone, or we are disconnecting */
+			if (!atomic_load(&dm->detaching))
+				daemon_lost(dm);
+			break;
+		}
 		if (m.hdr.type != DM_HELPER_MOVE) {
 			dm_msg_release(&m);
 			break;
@@ -264,6 +334,7 @@ static void close_fd(int *fd)
 
 void dm_detach(struct devmem *dm)
 {
+	atomic_store(&dm->detaching, true);
 	/* a fork()ed child shares these sockets with its parent: shutting
 	 * one down would cut the parent off too */
 	if (dm->helper_sock >= 0 && !dm->forked)
