@@ -27,6 +27,7 @@ struct client *client_new(struct device *d, pid_t pid, uid_t uid)
 	atomic_init(&c->refs, 1);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_mutex_init(&c->helper_lock, NULL);
+	pthread_mutex_init(&c->intake_lock, NULL);
 	pthread_cond_init(&c->idle, NULL);
 	pt_init(&c->pt);
 	pthread_mutex_lock(&d->clients_lock);
@@ -51,6 +52,8 @@ void client_put(struct client *c)
 	free(c->retry.f);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->helper_lock);
+	pthread_mutex_destroy(&c->intake_lock);
+	free(c->in_hand);
 	pthread_cond_destroy(&c->idle);
 	free(c);
 }
@@ -202,7 +205,7 @@ void client_unbusy_resolve(struct client *c, struct unit *u)
 	while (n) {
 		pthread_mutex_unlock(&c->lock);
 		for (uint32_t i = 0; i < n; i++)
-			fault_resolve(c, parked[i].addr, parked[i].flags);
+			fault_resolve(c, &parked[i]);
 		pthread_mutex_lock(&c->lock);
 		n = pt_unpark(&c->pt, va, va + UNIT_SIZE, parked,
 			      ARRAY_SIZE(parked));

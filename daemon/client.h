@@ -29,6 +29,12 @@ struct batch {
 	uint64_t move; /* units the client moves to its staging slots */
 };
 
+/* A message from the client's userfaultfd, numbered in the order read */
+struct in_hand {
+	uint64_t seq;
+	struct uffd_msg msg;
+};
+
 /* Non-cooperative userfaultfd events waiting for busy units (events.c) */
 struct queued_event {
 	struct uffd_msg msg;
@@ -84,8 +90,16 @@ struct client {
 	struct batch batch;
 	struct back_moves back;
 	struct event_queue events; /* events.c */
-	struct fault_queue retry; /* faults that met -EAGAIN, or a busy helper */
-	bool folio_returning; /* a resolver is bringing a folio back */
+	/* intake: messages are read one reader at a time and numbered, so
+	 * that events apply, and faults wait for them, in the kernel's order
+	 * (fault.c, events.c) */
+	pthread_mutex_t intake_lock;
+	uint64_t intake_seq;
+	struct in_hand *in_hand; /* events read, not queued yet */
+	uint32_t nin_hand, in_hand_cap;
+	struct fault_queue retry; /* faults deferred to the fault owner */
+	bool fault_owner; /* a resolver waits (for an event to be read, or for
+			   * the helper): the others stay free to read */
 	uint64_t fault_slots_busy; /* bitmap of fault slots in use */
 	atomic_uint_fast64_t used_pages; /* device pages held */
 	struct counters counters;

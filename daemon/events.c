@@ -200,6 +200,9 @@ static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 	moved = collect(c, from, len, aligned, &n);
 	if (!moved)
 		goto nomem;
+	log_debug("client %u: mremap %#llx -> %#llx (+%#llx): %zu device pages follow (queue %u, units %u)",
+		  c->id, (unsigned long long)from, (unsigned long long)to,
+		  (unsigned long long)len, n, c->events.n, c->pt.nunits);
 
 	/* the registration moves with the mapping; with MREMAP_DONTUNMAP the
 	 * old place stays mapped, and registered */
@@ -266,6 +269,10 @@ static void event_apply(struct client *c, const struct queued_event *e)
 {
 	const struct uffd_msg *m = &e->msg;
 
+	log_debug("client %u: event %u %#llx %#llx %#llx", c->id, m->event,
+		  (unsigned long long)m->arg.reserved.reserved1,
+		  (unsigned long long)m->arg.reserved.reserved2,
+		  (unsigned long long)m->arg.reserved.reserved3);
 	switch (m->event) {
 	case UFFD_EVENT_UNMAP:
 		discard(c, m->arg.remove.start, m->arg.remove.end, true);
@@ -301,7 +308,7 @@ void events_run(struct client *c)
 			c->id);
 }
 
-void events_queue(struct client *c, const struct uffd_msg *m)
+static void queue_event(struct client *c, const struct uffd_msg *m)
 {
 	struct event_queue *q = &c->events;
 
@@ -346,6 +353,40 @@ void events_queue(struct client *c, const struct uffd_msg *m)
 	q->n++;
 	events_run(c);
 	pthread_mutex_unlock(&c->lock);
+}
+
+/* Is an event read before seq still in a resolver's hand? */
+static bool earlier_in_hand(struct client *c, uint64_t seq)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&c->intake_lock);
+	for (uint32_t i = 0; i < c->nin_hand && !found; i++)
+		found = c->in_hand[i].seq < seq;
+	pthread_mutex_unlock(&c->intake_lock);
+	return found;
+}
+
+bool events_before(struct client *c, uint64_t seq)
+{
+	return c->events.n || earlier_in_hand(c, seq);
+}
+
+void events_queue(struct client *c, const struct uffd_msg *m, uint64_t seq)
+{
+	/* the kernel sends an mremap's events one after the other (the unmap
+	 * of what was at the destination, the remap, the unmap of the
+	 * source), and they only make sense in that order */
+	while (earlier_in_hand(c, seq))
+		usleep(10);
+	queue_event(c, m);
+	pthread_mutex_lock(&c->intake_lock);
+	for (uint32_t i = 0; i < c->nin_hand; i++)
+		if (c->in_hand[i].seq == seq) {
+			c->in_hand[i] = c->in_hand[--c->nin_hand];
+			break;
+		}
+	pthread_mutex_unlock(&c->intake_lock);
 }
 
 void events_wait(struct client *c)

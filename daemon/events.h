@@ -15,9 +15,13 @@
 
 #include "client.h"
 
-/* Queue an event read from the client's userfaultfd and run what can run
- * (lock not held). */
-void events_queue(struct client *c, const struct uffd_msg *m);
+/* Queue an event read from the client's userfaultfd (numbered seq at
+ * intake, and recorded in c->in_hand then) once every event read before it
+ * is queued, and run what can run (lock not held). */
+void events_queue(struct client *c, const struct uffd_msg *m, uint64_t seq);
+
+/* Was an event read before seq that is not applied yet?  (lock held) */
+bool events_before(struct client *c, uint64_t seq);
 
 /* Run queued events while their units are idle (lock held). */
 void events_run(struct client *c);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -56,7 +57,7 @@ int helper_move(struct client *c, uint64_t src, uint64_t dst, uint64_t len,
 
 /* The fault could not be resolved now (an event waits to be read, or the
  * helper is busy): resolve it again after the next messages (lock held) */
-static void retry_later(struct client *c, uint64_t addr, uint64_t flags)
+static void retry_later(struct client *c, const struct parked_fault *f)
 {
 	struct fault_queue *q = &c->retry;
 
@@ -73,9 +74,7 @@ static void retry_later(struct client *c, uint64_t addr, uint64_t flags)
 		usleep(1000); /* no memory to queue it: come back */
 		pthread_mutex_lock(&c->lock);
 	}
-	q->f[q->n].addr = addr;
-	q->f[q->n].flags = flags;
-	q->n++;
+	q->f[q->n++] = *f;
 }
 
 void fault_retry(struct client *c)
@@ -90,7 +89,7 @@ void fault_retry(struct client *c)
 	c->retry.n -= n;
 	pthread_mutex_unlock(&c->lock);
 	for (uint32_t i = 0; i < n; i++)
-		fault_resolve(c, f[i].addr, f[i].flags);
+		fault_resolve(c, &f[i]);
 }
 
 static int take_fault_slot(struct client *c)
@@ -106,9 +105,8 @@ static int take_fault_slot(struct client *c)
 /*
  * The whole folio comes back as a THP: write it to a fault slot, and the
  * client's helper thread moves it into place (lock held on entry and exit,
- * dropped in between while the unit is busy).  One at a time per client:
- * while a resolver waits for the helper, another must be free to read the
- * events the helper's move may be waiting for.
+ * dropped in between while the unit is busy).  The caller owns the fault
+ * path (see fault_resolve).
  */
 static void fault_return_folio(struct client *c, struct unit *u, int slot)
 {
@@ -116,7 +114,6 @@ static void fault_return_folio(struct client *c, struct unit *u, int slot)
 	int err;
 
 	atomic_store(&u->busy, BUSY_FAULT);
-	c->folio_returning = true;
 	pthread_mutex_unlock(&c->lock);
 	err = folio_write_slot(c, u, va);
 	if (!err)
@@ -131,7 +128,6 @@ static void fault_return_folio(struct client *c, struct unit *u, int slot)
 	 * now, with the counters already telling what happened */
 	uffd_wake(c->uffd, u->va, UNIT_SIZE);
 	c->fault_slots_busy &= ~(1ull << slot);
-	c->folio_returning = false;
 	client_unbusy_resolve(c, u);
 }
 
@@ -152,38 +148,44 @@ static struct unit *wait_stray(struct client *c, uint64_t addr)
 	return pt_unit(&c->pt, ALIGN_DOWN(addr, UNIT_SIZE));
 }
 
-void fault_resolve(struct client *c, uint64_t addr, uint64_t flags)
+enum outcome { RESOLVED, AGAIN };
+
+/* One attempt (lock held).  AGAIN: an event waits to be read (the kernel
+ * refuses fills until then) or applied, or another resolver owns the fault
+ * path. */
+static enum outcome try_resolve(struct client *c, const struct parked_fault *f,
+				bool *owner)
 {
-	bool write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
-	struct unit *u;
-	unsigned i;
+	uint64_t addr = f->addr;
+	bool write = f->flags & UFFD_PAGEFAULT_FLAG_WRITE;
+	struct unit *u = pt_unit(&c->pt, ALIGN_DOWN(addr, UNIT_SIZE));
+	unsigned i = unit_page(addr);
 	int slot, err;
 
-	addr = ALIGN_DOWN(addr, PAGE_SIZE);
-	pthread_mutex_lock(&c->lock);
-	u = pt_unit(&c->pt, ALIGN_DOWN(addr, UNIT_SIZE));
+	/* an event read before this fault but not applied yet (mremap,
+	 * munmap, madvise) may change what this address holds: it goes
+	 * first */
+	if (events_before(c, f->seq))
+		return AGAIN;
 	if (!u && !pt_covered(&c->pt, addr, PAGE_SIZE))
 		u = wait_stray(c, addr);
 	if (u && atomic_load(&u->busy) != UNIT_IDLE) {
-		while (pt_park(&c->pt, addr, flags)) {
+		while (pt_park(&c->pt, f)) {
 			pthread_mutex_unlock(&c->lock);
 			usleep(1000); /* no memory to park it: come back */
 			pthread_mutex_lock(&c->lock);
 		}
-		pthread_mutex_unlock(&c->lock);
-		return;
+		return RESOLVED; /* when the unit is released */
 	}
-	i = unit_page(addr);
 	if (!u || u->pte[i].state != DPTE_DEVICE) {
 		/* a hole next to device pages, or a page that came back
 		 * meanwhile (then this only wakes the thread) */
 		err = uffd_zero(c->uffd, addr, PAGE_SIZE, write, true);
 		if (err == -EAGAIN)
-			retry_later(c, addr, flags);
-		else if (err == -ENOENT) /* unregistered meanwhile */
+			return AGAIN;
+		if (err == -ENOENT) /* unregistered meanwhile */
 			uffd_wake(c->uffd, addr, PAGE_SIZE);
-		pthread_mutex_unlock(&c->lock);
-		return;
+		return RESOLVED;
 	}
 	if (u->huge && device_policy(c->dev, DM_POL_FAULT) == 0 /* folio */) {
 		if (unit_all_zero(u)) {
@@ -194,28 +196,113 @@ void fault_resolve(struct client *c, uint64_t addr, uint64_t flags)
 			count(c, CNT_TO_SYSTEM, FOLIO_PAGES);
 			count(c, CNT_HUGE, 1);
 			client_unit_drop_if_empty(c, u);
-			pthread_mutex_unlock(&c->lock);
-			return;
+			return RESOLVED;
 		}
-		if (c->folio_returning) {
-			retry_later(c, addr, flags);
-			pthread_mutex_unlock(&c->lock);
-			return;
-		}
+		/* waiting for the helper needs another resolver free to
+		 * read the events the helper's move may wait for */
+		if (c->fault_owner && !*owner)
+			return AGAIN;
 		slot = take_fault_slot(c);
 		if (slot >= 0) {
+			c->fault_owner = *owner = true;
 			count(c, CNT_CPU_FAULTS, 1);
 			fault_return_folio(c, u, slot);
-			pthread_mutex_unlock(&c->lock);
-			fault_retry(c); /* faults that waited for the helper */
-			return;
+			return RESOLVED;
 		}
 	}
 	client_unit_split(c, u);
 	if (unit_return_page(c, u, i) == -EAGAIN)
-		retry_later(c, addr, flags);
+		return AGAIN;
 	client_unit_drop_if_empty(c, u);
+	return RESOLVED;
+}
+
+/*
+ * A fault that cannot be resolved at once waits, but only in one resolver
+ * per client (the "owner"): while it waits, the others must stay free to
+ * read the events it waits for.  Faults meeting an owner are deferred to
+ * it, and it resolves them when it is done.
+ */
+void fault_resolve(struct client *c, const struct parked_fault *fault)
+{
+	struct parked_fault later[32], f = *fault;
+	bool owner = false;
+	uint32_t n = 0;
+
+	f.addr = ALIGN_DOWN(f.addr, PAGE_SIZE);
+	pthread_mutex_lock(&c->lock);
+	while (try_resolve(c, &f, &owner) == AGAIN) {
+		if (!owner) {
+			if (c->fault_owner) {
+				retry_later(c, &f);
+				break;
+			}
+			c->fault_owner = owner = true;
+		}
+		pthread_mutex_unlock(&c->lock);
+		usleep(50);
+		pthread_mutex_lock(&c->lock);
+	}
+	if (owner) {
+		/* give up the role and take what was deferred to it, in one
+		 * go: a fault deferred later finds no owner and goes on */
+		n = MIN(c->retry.n, ARRAY_SIZE(later));
+		memcpy(later, c->retry.f, n * sizeof(later[0]));
+		memmove(c->retry.f, c->retry.f + n,
+			(c->retry.n - n) * sizeof(later[0]));
+		c->retry.n -= n;
+		c->fault_owner = false;
+	}
 	pthread_mutex_unlock(&c->lock);
+	for (uint32_t k = 0; k < n; k++)
+		fault_resolve(c, &later[k]);
+}
+
+/* Read what the userfaultfd has, one reader at a time, numbering the
+ * messages and recording the events among them before anyone else reads:
+ * that is the kernel's order, which the events need (returns the count) */
+static size_t intake(struct client *c, struct uffd_msg *msgs, size_t max,
+		     uint64_t *seq)
+{
+	ssize_t n;
+	size_t count;
+
+	pthread_mutex_lock(&c->intake_lock);
+	n = read(c->uffd, msgs, max * sizeof(*msgs));
+	count = n > 0 ? (size_t)n / sizeof(*msgs) : 0;
+	*seq = c->intake_seq;
+	c->intake_seq += count;
+	for (size_t k = 0; k < count; k++) {
+		if (msgs[k].event == UFFD_EVENT_PAGEFAULT)
+			continue;
+		if (c->nin_hand == c->in_hand_cap) {
+			uint32_t cap = c->in_hand_cap ? 2 * c->in_hand_cap : 32;
+			struct in_hand *q = realloc(c->in_hand,
+						    cap * sizeof(*q));
+
+			if (!q) {
+				log_err("client %u: out of memory reading events",
+					c->id);
+				break;
+			}
+			c->in_hand = q;
+			c->in_hand_cap = cap;
+		}
+		c->in_hand[c->nin_hand].seq = *seq + k;
+		c->in_hand[c->nin_hand].msg = msgs[k];
+		c->nin_hand++;
+	}
+	pthread_mutex_unlock(&c->intake_lock);
+	if (n < 0 && errno != EAGAIN && errno != EINTR) {
+		log_err("client %u: reading its userfaultfd: %s", c->id,
+			strerror(errno));
+		return SIZE_MAX;
+	}
+	if (n == 0) {
+		log_err("client %u: its userfaultfd reads empty", c->id);
+		return SIZE_MAX;
+	}
+	return count;
 }
 
 static void *resolver_main(void *arg)
@@ -229,23 +316,32 @@ static void *resolver_main(void *arg)
 	CPU_SET(rs->cpu, &set);
 	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 	while (!atomic_load(&c->stopping)) {
-		ssize_t n = read(c->uffd, msgs, sizeof(msgs));
+		struct pollfd p = { .fd = c->uffd, .events = POLLIN };
+		uint64_t seq;
+		size_t n;
 
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0) {
-			log_err("client %u: reading its userfaultfd: %s", c->id,
-				n ? strerror(errno) : "end of file");
+		/* every resolver waits; the one on the faulting thread's
+		 * CPU usually gets there first */
+		if (poll(&p, 1, -1) < 0)
+			continue; /* EINTR: are we stopping? */
+		n = intake(c, msgs, ARRAY_SIZE(msgs), &seq);
+		if (n == SIZE_MAX)
 			break;
-		}
-		for (size_t k = 0; k < (size_t)n / sizeof(msgs[0]); k++) {
-			const struct uffd_msg *m = &msgs[k];
+		/* events first: held while resolving a fault (which can
+		 * take long), they would hold up other resolvers' events, and
+		 * the calls that sent them */
+		for (size_t k = 0; k < n; k++)
+			if (msgs[k].event != UFFD_EVENT_PAGEFAULT)
+				events_queue(c, &msgs[k], seq + k);
+		for (size_t k = 0; k < n; k++) {
+			struct parked_fault f = {
+				.addr = msgs[k].arg.pagefault.address,
+				.flags = msgs[k].arg.pagefault.flags,
+				.seq = seq + k,
+			};
 
-			if (m->event == UFFD_EVENT_PAGEFAULT)
-				fault_resolve(c, m->arg.pagefault.address,
-					      m->arg.pagefault.flags);
-			else
-				events_queue(c, m);
+			if (msgs[k].event == UFFD_EVENT_PAGEFAULT)
+				fault_resolve(c, &f);
 		}
 		/* events just read may let waiting faults through */
 		if (c->retry.n)
@@ -261,11 +357,11 @@ int fault_start(struct client *c)
 	/* at least two: one may wait for the helper while another reads */
 	int flags, n = MAX(c->dev->ncpus, 2);
 
-	/* resolvers block in read(); the client may have made the fd
-	 * non-blocking (the flag is shared by both ends) */
+	/* resolvers wait in poll() and read without blocking: another one
+	 * may have taken the message (the flag is shared by both ends) */
 	flags = fcntl(c->uffd, F_GETFL);
-	if (flags >= 0 && flags & O_NONBLOCK)
-		fcntl(c->uffd, F_SETFL, flags & ~O_NONBLOCK);
+	if (flags >= 0 && !(flags & O_NONBLOCK))
+		fcntl(c->uffd, F_SETFL, flags | O_NONBLOCK);
 	rs = calloc((size_t)n, sizeof(*rs));
 	if (!rs)
 		return -ENOMEM;
@@ -301,7 +397,7 @@ void fault_stop(struct client *c)
 		return;
 	atomic_store(&c->stopping, true);
 	for (int k = 0; k < c->nresolvers; k++) {
-		/* a resolver blocks in read(): SIGUSR1 (no SA_RESTART)
+		/* a resolver blocks in poll(): SIGUSR1 (no SA_RESTART)
 		 * interrupts it; repeat in case it arrived just before */
 		for (;;) {
 			struct timespec ts;

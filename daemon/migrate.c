@@ -469,6 +469,9 @@ out:
 	c->batch.active = c->batch.busy != 0;
 	c->batch.committed = true;
 	rep->pages = device_pages(&c->pt, b.addr, b.end);
+	log_debug("client %u: commit %#llx-%#llx: %llu pages on the device",
+		  c->id, (unsigned long long)b.addr, (unsigned long long)b.end,
+		  (unsigned long long)rep->pages);
 	rep->units = inplace;
 	rep->failed = failed;
 	rep->thp = thp;

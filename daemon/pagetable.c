@@ -296,7 +296,7 @@ void pt_for_each_unit(struct pagetable *pt,
 
 /* ---- parked faults ---- */
 
-int pt_park(struct pagetable *pt, uint64_t addr, uint64_t flags)
+int pt_park(struct pagetable *pt, const struct parked_fault *f)
 {
 	if (pt->nparked == pt->parked_cap) {
 		uint32_t cap = pt->parked_cap ? pt->parked_cap * 2 : 16;
@@ -307,9 +307,7 @@ int pt_park(struct pagetable *pt, uint64_t addr, uint64_t flags)
 		pt->parked = n;
 		pt->parked_cap = cap;
 	}
-	pt->parked[pt->nparked].addr = addr;
-	pt->parked[pt->nparked].flags = flags;
-	pt->nparked++;
+	pt->parked[pt->nparked++] = *f;
 	return 0;
 }
 

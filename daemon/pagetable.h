@@ -72,6 +72,7 @@ struct span {
 struct parked_fault {
 	uint64_t addr;
 	uint64_t flags; /* UFFD_PAGEFAULT_FLAG_* */
+	uint64_t seq; /* when it was read (see client.h, intake) */
 };
 
 struct pagetable {
@@ -128,7 +129,7 @@ void pt_for_each_unit(struct pagetable *pt,
 		      void (*fn)(struct unit *u, void *arg), void *arg);
 
 /* Faults that arrived while their unit was busy */
-int pt_park(struct pagetable *pt, uint64_t addr, uint64_t flags);
+int pt_park(struct pagetable *pt, const struct parked_fault *f);
 /* Move the parked faults in [start, end) to out (at most max); returns how
  * many. */
 uint32_t pt_unpark(struct pagetable *pt, uint64_t start, uint64_t end,

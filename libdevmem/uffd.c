@@ -118,9 +118,10 @@ int dm_uffd_move(int uffd, uint64_t dst, uint64_t src, uint64_t len,
 			continue;
 		}
 		/* -EAGAIN without progress: the address space is changing
-		 * (an event is being read); try again */
-		if (err == -EAGAIN && ++tries < 1000) {
-			sched_yield();
+		 * and devmemd has an event to read; it reads them at once,
+		 * so wait a little (but not for ever: devmemd may be gone) */
+		if (err == -EAGAIN && ++tries < 20000) {
+			usleep(50);
 			continue;
 		}
 		*moved = done;
