@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -82,6 +85,8 @@ static bool is_uffd(int fd)
 int client_attach(struct client *c, const struct dm_attach *a, int uffd,
 		  int helper_sock)
 {
+	struct timeval helper_timeout = { .tv_sec = 10 };
+	struct stat st;
 	char path[64];
 	int err;
 
@@ -90,7 +95,7 @@ int client_attach(struct client *c, const struct dm_attach *a, int uffd,
 		err = -EALREADY;
 		goto refuse;
 	}
-	if (!is_uffd(uffd)) {
+	if (!is_uffd(uffd) || fstat(helper_sock, &st) || !S_ISSOCK(st.st_mode)) {
 		err = -EBADF;
 		goto refuse;
 	}
@@ -103,6 +108,9 @@ int client_attach(struct client *c, const struct dm_attach *a, int uffd,
 	}
 	c->uffd = uffd;
 	c->helper_sock = helper_sock;
+	/* a helper that never answers must not hold a resolver for ever */
+	setsockopt(helper_sock, SOL_SOCKET, SO_RCVTIMEO, &helper_timeout,
+		   sizeof(helper_timeout));
 	snprintf(path, sizeof(path), "/proc/%d", (int)c->pid);
 	c->proc_dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->proc_dirfd < 0) {
@@ -207,6 +215,10 @@ void client_unbusy_resolve(struct client *c, struct unit *u)
 		for (uint32_t i = 0; i < n; i++)
 			fault_resolve(c, &parked[i]);
 		pthread_mutex_lock(&c->lock);
+		/* busy again: its new holder resolves what is parked */
+		u = pt_unit(&c->pt, va);
+		if (u && atomic_load(&u->busy) != UNIT_IDLE)
+			break;
 		n = pt_unpark(&c->pt, va, va + UNIT_SIZE, parked,
 			      ARRAY_SIZE(parked));
 	}
@@ -299,6 +311,20 @@ unsigned client_unit_free_all(struct client *c, struct unit *u)
 	return n;
 }
 
+/* Poison the holes of [start, end), leave what is present (lock held) */
+static void poison_holes(uint64_t start, uint64_t end, void *arg)
+{
+	struct client *c = arg;
+
+	while (start < end) {
+		int err = uffd_poison(c->uffd, start, PAGE_SIZE);
+
+		if (err == -ESRCH || err == -ENOENT || err == -EINVAL)
+			return;
+		start += PAGE_SIZE;
+	}
+}
+
 /*
  * The process lives on without its device memory (its connection broke):
  * make its device pages raise SIGBUS instead of reading zeros.  Returns the
@@ -343,12 +369,22 @@ void client_release(struct client *c)
 	struct unit *u;
 	bool gone = false;
 
+	/* a resolver waiting for the helper hears the end of it */
+	if (c->helper_sock >= 0)
+		shutdown(c->helper_sock, SHUT_RDWR);
 	fault_stop(c);
 	pthread_mutex_lock(&c->lock);
 	while ((u = any_unit(&c->pt))) {
-		/* the client's own migration ends with it */
-		if (atomic_load(&u->busy) == BUSY_REQUEST)
+		/* the client's own migration ends with it; what it had moved
+		 * out is in its staging, out of reach: if it lives on, its
+		 * holes must fail loudly too */
+		if (atomic_load(&u->busy) == BUSY_REQUEST) {
+			if (c->attached && !gone && u->registered)
+				pt_for_each_registered(&c->pt, u->va,
+						       u->va + UNIT_SIZE,
+						       poison_holes, c);
 			atomic_store(&u->busy, UNIT_IDLE);
+		}
 		/* an evictor may still be returning it */
 		u = client_wait_unit(c, u->va);
 		if (!u)

@@ -95,7 +95,11 @@ API void devmem_disconnect(devmem_t *dm)
 	/* no data loss for a live process: everything comes back first */
 	if (dm->attached && !dm->broken)
 		dm_migrate_all_to_system(dm);
-	close(dm->sock);
+	/* devmemd sees us go: the helper must not take that for devmemd
+	 * going away */
+	atomic_store(&dm->detaching, true);
+	if (dm->sock >= 0)
+		close(dm->sock);
 	dm->sock = -1;
 	dm_detach(dm);
 	pthread_mutex_unlock(&dm->lock);

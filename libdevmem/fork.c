@@ -39,14 +39,28 @@ static void parent(void)
 	pthread_mutex_unlock(&handles_lock);
 }
 
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
 static void child(void)
 {
 	for (struct devmem *dm = handles; dm; dm = dm->next) {
 		dm->forked = true;
 		dm->broken = true;
 		/* the parent's helper thread was not copied, and the fds
-		 * act on the parent's address space */
+		 * belong to the parent's connection and address space:
+		 * close our copies (closing, never shutting down, leaves the
+		 * parent's alone), or devmemd would keep the parent's device
+		 * memory for as long as this child lives */
 		dm->helper_running = false;
+		close_fd(&dm->sock);
+		close_fd(&dm->helper_sock);
+		close_fd(&dm->uffd);
+		close_fd(&dm->staging_uffd);
 		pthread_mutex_unlock(&dm->lock);
 	}
 	pthread_mutex_unlock(&handles_lock);

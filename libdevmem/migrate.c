@@ -69,11 +69,12 @@ static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
 					   __ATOMIC_SEQ_CST);
 			continue;
 		}
-		if (err == -EEXIST && !eexist_tries++) {
+		if (err == -EEXIST && eexist_tries++ < (int)FOLIO_PAGES) {
 			/* the slot was not empty after all (a folio devmemd
-			 * could not finish writing): empty it, once */
-			madvise((void *)(uintptr_t)ALIGN_DOWN(dst, UNIT_SIZE),
-				UNIT_SIZE, MADV_DONTNEED);
+			 * could not finish writing): drop what is in the way,
+			 * not what this call moved there already */
+			madvise((void *)(uintptr_t)(dst + (at - start)),
+				PAGE_SIZE, MADV_DONTNEED);
 			continue;
 		}
 		if (err == -EINVAL && vma_writable(at, &vend) == 0) {
@@ -88,15 +89,30 @@ static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
 	return 0;
 }
 
-/* Put back what move_out took, after devmemd refused the unit. */
+/* Put back what move_out took, after devmemd refused the unit (or went
+ * away).  The pages are the process's: they must not stay in the slot,
+ * which is emptied next. */
 static int move_back(struct devmem *dm, uint64_t start, uint64_t end,
 		     uint64_t src)
 {
-	uint64_t moved;
+	uint64_t moved, at = start;
+	int err;
 
-	return dm_uffd_move(dm->uffd, start, src + (start & UNIT_MASK),
-			    end - start, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
-			    &moved);
+	/* the slot's pages go back where they came from, page by page where
+	 * the whole piece cannot (a page the application faulted in since
+	 * stays, as the newer one) */
+	while (at < end) {
+		err = dm_uffd_move(dm->uffd, at, src + (at & UNIT_MASK),
+				   end - at, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+				   &moved);
+		at += moved;
+		if (!err)
+			return 0;
+		if (err != -EEXIST)
+			return err;
+		at += PAGE_SIZE;
+	}
+	return 0;
 }
 
 static void piece_of(uint64_t first, uint32_t k, uint64_t addr, uint64_t end,
@@ -159,8 +175,11 @@ static int to_device_batch(struct devmem *dm, uint64_t addr, uint64_t end,
 	status = dm_call(dm, DM_MIGRATE_COMMIT, &m, NULL, 0, NULL, 0, &rep);
 	cr = rep.u.result_reply;
 	dm_msg_release(&rep);
-	if (status == -ENOTCONN)
-		return status;
+	if (status == -ENOTCONN) {
+		/* devmemd is gone with the batch: the staged pages are still
+		 * ours, put them back */
+		cr = (struct dm_result_reply){ .failed = moved };
+	}
 	add_result(res, &cr);
 	for (uint32_t k = 0; k < DM_MAX_BATCH; k++) {
 		uint64_t ps, pe, slot = dm_slot(dm, k);
@@ -168,10 +187,13 @@ static int to_device_batch(struct devmem *dm, uint64_t addr, uint64_t end,
 		if (!(moved >> k & 1))
 			continue;
 		piece_of(first, k, addr, end, &ps, &pe);
-		if (cr.failed >> k & 1)
-			move_back(dm, ps, pe, slot);
-		else if (cr.units >> k & 1)
+		if (cr.failed >> k & 1) {
+			/* fails only for a mapping that went meanwhile */
+			err = move_back(dm, ps, pe, slot);
+			move_err = move_err ? move_err : err;
+		} else if (cr.units >> k & 1) {
 			madvise((void *)(uintptr_t)ps, pe - ps, MADV_DONTNEED);
+		}
 	}
 	/* a slot holding a whole THP stays so, to receive data coming back;
 	 * the others start empty next time */
@@ -181,7 +203,7 @@ static int to_device_batch(struct devmem *dm, uint64_t addr, uint64_t end,
 			madvise((void *)(uintptr_t)dm_slot(dm, k), UNIT_SIZE,
 				MADV_DONTNEED);
 	pending = cr.units | cr.failed;
-	if (pending) {
+	if (pending && status != -ENOTCONN) {
 		m.units = pending;
 		err = dm_call(dm, DM_MIGRATE_FINISH, &m, NULL, 0, NULL, 0,
 			      &rep);

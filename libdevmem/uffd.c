@@ -134,23 +134,39 @@ int dm_uffd_move(int uffd, uint64_t dst, uint64_t src, uint64_t len,
 /* Poison every hole of a MISSING-registered range, so that what was on the
  * device raises SIGBUS, then unregister it: nobody answers faults there any
  * more.  Holes that never held data fail too: loudly rather than wrongly. */
+/* Read (and drop) every message waiting on the fd: events waiting to be
+ * read hold their callers (munmap, madvise), and make the kernel refuse
+ * UFFDIO_POISON with -EAGAIN */
+static void drain(int uffd)
+{
+	struct uffd_msg msg[16];
+
+	while (read(uffd, msg, sizeof(msg)) > 0)
+		;
+}
+
 static void poison_range(int uffd, uint64_t start, uint64_t end)
 {
 	uint64_t at = start;
 	struct uffdio_range r = { start, end - start };
+	int tries = 0;
 
-	while (at < end) {
+	while (at < end && tries < 100000) {
 		struct uffdio_poison p = { .range = { at, end - at } };
 		int err = xioctl(uffd, UFFDIO_POISON, &p);
 
 		if (!err)
 			break;
-		if (p.updated > 0)
+		if (p.updated > 0) {
 			at += (uint64_t)p.updated;
-		else if (err == -EEXIST) /* a page that is here: keep it */
+		} else if (err == -EEXIST) { /* a page that is here: keep it */
 			at += PAGE_SIZE;
-		else if (err != -EAGAIN)
+		} else if (err == -EAGAIN) {
+			drain(uffd);
+			tries++;
+		} else {
 			break;
+		}
 	}
 	xioctl(uffd, UFFDIO_UNREGISTER, &r);
 }
@@ -168,6 +184,10 @@ static void daemon_lost(struct devmem *dm)
 	int flags;
 
 	atomic_store(&dm->lost, true);
+	flags = fcntl(dm->uffd, F_GETFL);
+	if (flags >= 0)
+		fcntl(dm->uffd, F_SETFL, flags | O_NONBLOCK);
+	drain(dm->uffd);
 	f = fopen("/proc/self/smaps", "re");
 	if (f) {
 		uint64_t start = 0, end = 0, s, e;
@@ -185,14 +205,7 @@ static void daemon_lost(struct devmem *dm)
 		}
 		fclose(f);
 	}
-	/* events waiting to be read hold their callers (munmap, madvise) */
-	flags = fcntl(dm->uffd, F_GETFL);
-	if (flags >= 0 && fcntl(dm->uffd, F_SETFL, flags | O_NONBLOCK) == 0) {
-		struct uffd_msg msg[16];
-
-		while (read(dm->uffd, msg, sizeof(msg)) > 0)
-			;
-	}
+	drain(dm->uffd);
 }
 
 static void *helper_main(void *arg)
