@@ -28,6 +28,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -37,6 +38,7 @@
 #include "common.h"
 #include "harness.h"
 #include "protocol.h"
+#include "uffd_compat.h"
 
 #define NOBODY 65534
 #define RW (PROT_READ | PROT_WRITE)
@@ -2089,6 +2091,66 @@ START_TEST(test_attach_not_uffd)
 }
 END_TEST
 
+/* A request that would wait for units the same connection holds busy
+ * (between BEGIN and COMMIT) is refused, rather than wait for a message
+ * that can only come after it on the same connection */
+START_TEST(test_busy_connection_refuses)
+{
+	struct dm_attach att = raw_attach_body(false);
+	struct dm_migrate mig = {0};
+	struct dm_range reg;
+	struct dm_access acc;
+	int fds[2], sv[2], fd, uffd;
+	struct uffdio_api api = {.api = UFFD_API};
+	char *p = map_aligned(MB2, RW, false), buf[64];
+
+	start(&D, quiet_args);
+	fd = raw_connect(D.sock);
+	raw_hello(fd, DM_ROLE_CLIENT);
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	ck_assert_int_ge(uffd, 0);
+	ck_assert_int_eq(ioctl(uffd, UFFDIO_API, &api), 0);
+	ck_assert_int_eq(
+		socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	fds[0] = uffd;
+	fds[1] = sv[1];
+	ck_assert_int_eq(raw_call(fd, DM_ATTACH, &att, NULL, 0, fds, 2, NULL),
+			 0);
+	reg = (struct dm_range){(uintptr_t)p, MB2};
+	ck_assert_int_eq(raw_call(fd, DM_REGISTER, &reg, NULL, 0, NULL, 0, NULL),
+			 0);
+	memset(p, 1, MB2);
+	mig.addr = (uintptr_t)p;
+	mig.len = MB2;
+	ck_assert_int_eq(
+		raw_call(fd, DM_MIGRATE_BEGIN, &mig, NULL, 0, NULL, 0, NULL), 0);
+	/* the unit is busy until COMMIT, which only this connection sends */
+	acc = (struct dm_access){(uintptr_t)p, sizeof(buf), (uintptr_t)buf};
+	ck_assert_int_eq(
+		raw_call(fd, DM_DEVICE_READ, &acc, NULL, 0, NULL, 0, NULL),
+		-EBUSY);
+	reg = (struct dm_range){(uintptr_t)map_aligned(MB2, RW, false), MB2};
+	ck_assert_int_eq(raw_call(fd, DM_REGISTER, &reg, NULL, 0, NULL, 0, NULL),
+			 -EBUSY);
+	ck_assert_int_eq(
+		raw_call(fd, DM_MIGRATE_BEGIN, &mig, NULL, 0, NULL, 0, NULL),
+		-EBUSY);
+	/* nothing moved: COMMIT lets the unit go */
+	mig.units = 0;
+	ck_assert_int_eq(
+		raw_call(fd, DM_MIGRATE_COMMIT, &mig, NULL, 0, NULL, 0, NULL), 0);
+	ck_assert_int_eq(
+		raw_call(fd, DM_DEVICE_READ, &acc, NULL, 0, NULL, 0, NULL), 0);
+	ck_assert_int_eq(buf[0], 1);
+	close(fd);
+	close(uffd);
+	close(sv[0]);
+	close(sv[1]);
+	assert_alive(&D);
+	ck_assert_int_eq(stop(&D), 0);
+}
+END_TEST
+
 /* ==== devmemd's life ==== */
 
 START_TEST(test_second_daemon)
@@ -3117,6 +3179,7 @@ static Suite *daemon_suite(void)
 	tcase_add_test(junk, test_flood);
 	tcase_add_test(junk, test_attach_refused_no_fd_leak);
 	tcase_add_test(junk, test_attach_not_uffd);
+	tcase_add_test(junk, test_busy_connection_refuses);
 	suite_add_tcase(s, junk);
 
 	tcase_set_timeout(life, 60);
