@@ -66,19 +66,19 @@ enum {
 };
 
 static const struct option long_options[] = {
-	{"sizes", required_argument, NULL, 's'},
-	{"iterations", required_argument, NULL, 'i'},
-	{"only", required_argument, NULL, 'o'},
-	{"clients", required_argument, NULL, 'c'},
-	{"json", required_argument, NULL, OPT_JSON},
-	{"csv", required_argument, NULL, OPT_CSV},
-	{"plot", required_argument, NULL, OPT_PLOT},
-	{"socket", required_argument, NULL, OPT_SOCKET},
-	{"devmemd", required_argument, NULL, OPT_DEVMEMD},
-	{"quiet", no_argument, NULL, 'q'},
-	{"help", no_argument, NULL, 'h'},
-	{"version", no_argument, NULL, 'V'},
-	{NULL, 0, NULL, 0},
+	{ "sizes", required_argument, NULL, 's' },
+	{ "iterations", required_argument, NULL, 'i' },
+	{ "only", required_argument, NULL, 'o' },
+	{ "clients", required_argument, NULL, 'c' },
+	{ "json", required_argument, NULL, OPT_JSON },
+	{ "csv", required_argument, NULL, OPT_CSV },
+	{ "plot", required_argument, NULL, OPT_PLOT },
+	{ "socket", required_argument, NULL, OPT_SOCKET },
+	{ "devmemd", required_argument, NULL, OPT_DEVMEMD },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
 };
 
 /* Bad arguments: one line, exit status 2 */
@@ -145,9 +145,9 @@ static unsigned parse_sections(const char *arg)
 		const char *name;
 		unsigned bit;
 	} names[] = {
-		{"kernel", SEC_KERNEL},	  {"fault", SEC_FAULT},
-		{"ceiling", SEC_CEILING}, {"concurrency", SEC_CONCURRENCY},
-		{"all", SEC_ALL},
+		{ "kernel", SEC_KERNEL },   { "fault", SEC_FAULT },
+		{ "ceiling", SEC_CEILING }, { "concurrency", SEC_CONCURRENCY },
+		{ "all", SEC_ALL },
 	};
 	unsigned bits = 0;
 	const char *p = arg;

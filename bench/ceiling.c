@@ -144,7 +144,7 @@ static void *uffd_handler(void *arg)
  * sysctl vm.unprivileged_userfaultfd=0 and no CAP_SYS_PTRACE). */
 static int uffd_open(bool *user_mode_only)
 {
-	struct uffdio_api api = {.api = UFFD_API};
+	struct uffdio_api api = { .api = UFFD_API };
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
 
 	*user_mode_only = false;
@@ -172,7 +172,7 @@ static int uffd_open(bool *user_mode_only)
 static int uffd_pass(struct uffd_run *u, int main_cpu, double *us)
 {
 	size_t len = (UFFD_PAGES + 1) * PAGE_SIZE;
-	struct uffdio_register reg = {.mode = UFFDIO_REGISTER_MODE_MISSING};
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
 	volatile uint8_t *p;
 	pthread_t th;
 	uint8_t sink = 0;
@@ -239,7 +239,7 @@ void run_uffd(struct bench *b)
 {
 	struct uffd_result *r = &b->uffd;
 	unsigned passes = b->opt.iterations;
-	struct uffd_run u = {.uffd = -1};
+	struct uffd_run u = { .uffd = -1 };
 	cpu_set_t saved;
 	double *us = calloc((size_t)UFFD_PAGES * passes, sizeof(double));
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

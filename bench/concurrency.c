@@ -132,7 +132,7 @@ static bool collect(struct bench *b, struct client *c, unsigned n,
 		    const char *step)
 {
 	for (unsigned i = 0; i < n; i++) {
-		struct pollfd pfd = {c[i].done_fd, POLLIN, 0};
+		struct pollfd pfd = { c[i].done_fd, POLLIN, 0 };
 		int st = 0;
 		ssize_t got = 0;
 

@@ -106,7 +106,7 @@ static void on_fatal_signal(int sig)
 
 void daemon_cleanup_on_signal(void)
 {
-	struct sigaction sa = {.sa_handler = on_fatal_signal};
+	struct sigaction sa = { .sa_handler = on_fatal_signal };
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -343,7 +343,7 @@ static int run_capture(char *const argv[], char *buf, size_t size)
 	}
 	close(pfd[1]);
 	for (;;) {
-		struct pollfd p = {pfd[0], POLLIN, 0};
+		struct pollfd p = { pfd[0], POLLIN, 0 };
 		ssize_t n;
 
 		if (poll(&p, 1, CTL_TIMEOUT_MS) <= 0) {
@@ -368,8 +368,8 @@ static int run_capture(char *const argv[], char *buf, size_t size)
 void read_metadata(struct bench *b)
 {
 	char ctl[PATH_MAX], out[8192];
-	char *argv[] = {ctl,	  "--socket", b->dmd.socket,
-			"--json", "status",   NULL};
+	char *argv[] = { ctl,	   "--socket", b->dmd.socket,
+			 "--json", "status",   NULL };
 	struct metadata *m = &b->meta;
 	int st;
 

@@ -13,7 +13,7 @@
 #include "bench.h"
 #include "common.h"
 
-static const char *const mode_name[NMODES] = {"THP", "4K"};
+static const char *const mode_name[NMODES] = { "THP", "4K" };
 
 /* A buffer of one size, registered with devmem and filled, as the kernel's
  * benchmark prepares it: THP-backed (MADV_HUGEPAGE) or not
@@ -156,7 +156,7 @@ static void note_huge(struct mig_result *r, int dir,
 static void check_huge(struct bench *b, uint64_t size, enum mode mode,
 		       const struct mig_result *r)
 {
-	static const char *const dir_name[2] = {"Sys->Dev", "Dev->Sys"};
+	static const char *const dir_name[2] = { "Sys->Dev", "Dev->Sys" };
 	char sz[16];
 
 	for (int d = 0; d < 2; d++) {

@@ -10,8 +10,9 @@
 #include "common.h"
 #include "report.h"
 
-static const char *const mode_key[NMODES] = {"thp", "4k"};
-static const char *const place_key[NPLACES] = {"any", "same_cpu", "other_cpu"};
+static const char *const mode_key[NMODES] = { "thp", "4k" };
+static const char *const place_key[NPLACES] = { "any", "same_cpu",
+						"other_cpu" };
 
 /* ---------------------------------------------------------------------
  * A small JSON writer: pretty-printed, commas placed by nesting level
@@ -126,8 +127,8 @@ static void json_machine(struct json *j, const struct bench *b)
 
 static void json_config(struct json *j, const struct bench *b)
 {
-	static const char *const sec[] = {"kernel", "fault", "ceiling",
-					  "concurrency"};
+	static const char *const sec[] = { "kernel", "fault", "ceiling",
+					   "concurrency" };
 
 	j_open(j, "devmemd", '{');
 	j_str(j, "socket", b->dmd.socket);
@@ -314,7 +315,7 @@ static void json_targets(struct json *j, const struct bench *b)
 
 int write_json(const struct bench *b, const char *path)
 {
-	struct json j = {.f = fopen(path, "w")};
+	struct json j = { .f = fopen(path, "w") };
 	int err;
 
 	if (!j.f)

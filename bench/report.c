@@ -133,7 +133,7 @@ unsigned compute_targets(const struct bench *b, struct target *t)
 		double thp = kernel_rate(b, ti, MODE_THP, dir);
 		double limit = dir ? 0.7 : 0.8;
 
-		t[n] = (struct target){.unit = "x memcpy"};
+		t[n] = (struct target){ .unit = "x memcpy" };
 		snprintf(t[n].name, sizeof(t[n].name),
 			 "2 MB migration %s at %s >= %.1fx memcpy",
 			 dir ? "Dev->Sys" : "Sys->Dev", sz, limit);
@@ -159,7 +159,7 @@ unsigned compute_targets(const struct bench *b, struct target *t)
 		for (unsigned i = 0; !isfinite(dev) && i < b->opt.nsizes; i++)
 			if (b->fault[i][MODE_4K].done)
 				dev = b->fault[i][MODE_4K].fault_us.median;
-		t[n] = (struct target){.unit = "x raw uffd"};
+		t[n] = (struct target){ .unit = "x raw uffd" };
 		snprintf(t[n].name, sizeof(t[n].name),
 			 "4 KB CPU fault round trip <= 1.2x raw userfaultfd");
 		t[n].value = ratio(dev, raw);
@@ -176,7 +176,7 @@ unsigned compute_targets(const struct bench *b, struct target *t)
 		double thp = kernel_rate(b, ti, MODE_THP, dir);
 		double reg = kernel_rate(b, ti, MODE_4K, dir);
 
-		t[n] = (struct target){.unit = "%"};
+		t[n] = (struct target){ .unit = "%" };
 		snprintf(t[n].name, sizeof(t[n].name),
 			 "2 MB over 4 KB throughput gain %s at %s > 0",
 			 dir ? "Dev->Sys" : "Sys->Dev", sz);
@@ -192,7 +192,7 @@ unsigned compute_targets(const struct bench *b, struct target *t)
 			not_as_labelled(&t[n]);
 		n++;
 	}
-	t[n] = (struct target){.unit = "bytes/GiB", .status = TARGET_NA};
+	t[n] = (struct target){ .unit = "bytes/GiB", .status = TARGET_NA };
 	snprintf(t[n].name, sizeof(t[n].name),
 		 "device metadata overhead per GiB of device memory");
 	t[n].value = NAN;
@@ -299,13 +299,13 @@ static void kernel_title(uint64_t size, char *buf, size_t len)
 		uint64_t size;
 		const char *name;
 	} names[] = {
-		{512ull << 10, "Small Buffer (512KB)"},
-		{1ull << 20, "Half THP Size (1MB)"},
-		{2ull << 20, "Single THP Size (2MB)"},
-		{4ull << 20, "Two THP Size (4MB)"},
-		{8ull << 20, "Four THP Size (8MB)"},
-		{16ull << 20, "Eight THP Size (16MB)"},
-		{256ull << 20, "One twenty eight THP Size (256MB)"},
+		{ 512ull << 10, "Small Buffer (512KB)" },
+		{ 1ull << 20, "Half THP Size (1MB)" },
+		{ 2ull << 20, "Single THP Size (2MB)" },
+		{ 4ull << 20, "Two THP Size (4MB)" },
+		{ 8ull << 20, "Four THP Size (8MB)" },
+		{ 16ull << 20, "Eight THP Size (16MB)" },
+		{ 256ull << 20, "One twenty eight THP Size (256MB)" },
 	};
 	char sz[16];
 
@@ -516,8 +516,8 @@ void print_ceiling(const struct bench *b, FILE *f)
 void print_concurrency(const struct bench *b, FILE *f)
 {
 	const struct conc_result *r = &b->conc;
-	const struct summary *one[2] = {&r->one_s2d_ms, &r->one_d2s_ms};
-	const struct summary *all[2] = {&r->all_s2d_ms, &r->all_d2s_ms};
+	const struct summary *one[2] = { &r->one_s2d_ms, &r->one_d2s_ms };
+	const struct summary *all[2] = { &r->all_s2d_ms, &r->all_d2s_ms };
 	char sz[16];
 
 	fprintf(f,

@@ -48,8 +48,8 @@ double gibps(uint64_t bytes, double ms)
 
 struct summary rate_of(const struct summary *ms, uint64_t bytes)
 {
-	struct summary r = {gibps(bytes, ms->median), gibps(bytes, ms->max),
-			    gibps(bytes, ms->min), ms->n};
+	struct summary r = { gibps(bytes, ms->median), gibps(bytes, ms->max),
+			     gibps(bytes, ms->min), ms->n };
 
 	return r;
 }

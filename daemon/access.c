@@ -37,8 +37,8 @@ static int client_copy(struct client *c, const struct iovec *local,
 
 	if (!n)
 		return 0;
-	done = to_client ? process_vm_writev(c->pid, local, n, remote, n, 0) :
-			   process_vm_readv(c->pid, local, n, remote, n, 0);
+	done = to_client ? process_vm_writev(c->pid, local, n, remote, n, 0)
+			 : process_vm_readv(c->pid, local, n, remote, n, 0);
 	if (done < 0)
 		return -errno;
 	return (size_t)done == len ? 0 : -EFAULT;
@@ -64,8 +64,8 @@ static void sys_runs_add(struct sys_runs *sr, uint8_t *local, uint64_t remote,
 			 size_t len)
 {
 	if (sr->n && (uint8_t *)sr->local[sr->n - 1].iov_base +
-				   sr->local[sr->n - 1].iov_len ==
-			   local) {
+				     sr->local[sr->n - 1].iov_len ==
+			     local) {
 		sr->local[sr->n - 1].iov_len += len;
 		sr->remote[sr->n - 1].iov_len += len;
 	} else {
@@ -83,9 +83,9 @@ static void sys_runs_add(struct sys_runs *sr, uint8_t *local, uint64_t remote,
  * Device pages are copied under the lock; system pages after it, since
  * touching client memory may fault to a resolver, which takes the lock.
  */
-static int access_piece(struct client *c, uint64_t start,
-			uint64_t end, uint8_t *bounce, bool write,
-			bool *faulted, uint64_t *pages)
+static int access_piece(struct client *c, uint64_t start, uint64_t end,
+			uint8_t *bounce, bool write, bool *faulted,
+			uint64_t *pages)
 {
 	uint64_t va = ALIGN_DOWN(start, UNIT_SIZE);
 	struct sys_runs *sr = malloc(sizeof(*sr));
@@ -98,7 +98,8 @@ static int access_piece(struct client *c, uint64_t start,
 	sr->len = 0;
 	pthread_mutex_lock(&c->lock);
 	u = client_wait_unit(c, va);
-	for (uint64_t p = ALIGN_DOWN(start, PAGE_SIZE); p < end; p += PAGE_SIZE) {
+	for (uint64_t p = ALIGN_DOWN(start, PAGE_SIZE); p < end;
+	     p += PAGE_SIZE) {
 		uint64_t s = MAX(p, start), e = MIN(p + PAGE_SIZE, end);
 		uint8_t *buf = bounce + (s - start);
 		struct dpte *pte = u ? &u->pte[unit_page(p)] : NULL;
@@ -179,12 +180,14 @@ int access_device(struct client *c, const struct dm_access *a, bool write,
 		uint64_t off = s - a->addr;
 
 		if (write)
-			err = client_copy1(c, a->buf + off, bounce, e - s, false);
+			err = client_copy1(c, a->buf + off, bounce, e - s,
+					   false);
 		if (!err)
 			err = access_piece(c, s, e, bounce, write, &faulted,
 					   &rep->pages);
 		if (!err && !write)
-			err = client_copy1(c, a->buf + off, bounce, e - s, true);
+			err = client_copy1(c, a->buf + off, bounce, e - s,
+					   true);
 		s = e;
 	}
 	free(bounce);
@@ -237,8 +240,8 @@ int access_snapshot(struct client *c, uint64_t addr, uint64_t npages,
 		bool managed = pt_covered(&c->pt, va, PAGE_SIZE);
 		struct unit *u = pt_unit(&c->pt, ALIGN_DOWN(va, UNIT_SIZE));
 		const struct dpte *pte = u ? &u->pte[unit_page(va)] : NULL;
-		uint8_t rw = sp.prot[i] & VMA_WRITE ? DEVMEM_PAGE_WRITE :
-						      DEVMEM_PAGE_READ;
+		uint8_t rw = sp.prot[i] & VMA_WRITE ? DEVMEM_PAGE_WRITE
+						    : DEVMEM_PAGE_READ;
 
 		if (!managed || !(sp.prot[i] & VMA_READ)) {
 			state[i] = DEVMEM_PAGE_ERROR;
@@ -249,9 +252,9 @@ int access_snapshot(struct client *c, uint64_t addr, uint64_t npages,
 			state[i] = DEVMEM_PAGE_NONE;
 		} else {
 			/* the zero page is mapped read-only */
-			state[i] = pm[i] & PM_ZERO ?
-					   DEVMEM_PAGE_ZERO | DEVMEM_PAGE_READ :
-					   rw;
+			state[i] = pm[i] & PM_ZERO
+					   ? DEVMEM_PAGE_ZERO | DEVMEM_PAGE_READ
+					   : rw;
 			if (pm[i] & PM_HUGE)
 				state[i] |= DEVMEM_PAGE_HUGE;
 		}

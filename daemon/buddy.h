@@ -42,18 +42,21 @@ struct buddy {
 	pthread_mutex_t lock;
 	struct dpage *pages;
 	uint32_t npages;
-	uint32_t free_head[BUDDY_NR_ORDERS]; /* first free block per order, DPFN_NONE if none */
+	uint32_t free_head
+		[BUDDY_NR_ORDERS]; /* first free block per order, DPFN_NONE if none */
 	uint64_t nr_free[BUDDY_NR_ORDERS]; /* free blocks per order */
 	uint64_t free_pages;
 	unsigned fail_huge; /* injected: fail the next N order-9 allocations */
-	unsigned fail_any; /* injected: fail the next N allocations of any order */
+	unsigned
+		fail_any; /* injected: fail the next N allocations of any order */
 };
 
 struct buddy_info {
 	uint64_t npages;
 	uint64_t free_pages;
 	uint64_t nr_free[BUDDY_NR_ORDERS];
-	unsigned fragmentation; /* per mille of free memory not in free order-9 blocks */
+	unsigned
+		fragmentation; /* per mille of free memory not in free order-9 blocks */
 	unsigned fail_huge, fail_any;
 	size_t metadata_bytes; /* bytes of allocator metadata */
 };

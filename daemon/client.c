@@ -95,7 +95,8 @@ int client_attach(struct client *c, const struct dm_attach *a, int uffd,
 		err = -EALREADY;
 		goto refuse;
 	}
-	if (!is_uffd(uffd) || fstat(helper_sock, &st) || !S_ISSOCK(st.st_mode)) {
+	if (!is_uffd(uffd) || fstat(helper_sock, &st) ||
+	    !S_ISSOCK(st.st_mode)) {
 		err = -EBADF;
 		goto refuse;
 	}
@@ -137,8 +138,8 @@ int client_attach(struct client *c, const struct dm_attach *a, int uffd,
 	c->attached = true;
 	log_debug("client %u (pid %d): attached, uffd features %#llx%s", c->id,
 		  (int)c->pid, (unsigned long long)c->uffd_features,
-		  c->uffd_flags & DM_UFFD_USER_MODE_ONLY ? ", user mode only" :
-							   "");
+		  c->uffd_flags & DM_UFFD_USER_MODE_ONLY ? ", user mode only"
+							 : "");
 	return 0;
 undo:
 	close_fd(&c->pagemap_fd);
@@ -156,8 +157,7 @@ struct unit *client_wait_unit(struct client *c, uint64_t va)
 {
 	struct unit *u;
 
-	while ((u = pt_unit(&c->pt, va)) &&
-	       atomic_load(&u->busy) != UNIT_IDLE)
+	while ((u = pt_unit(&c->pt, va)) && atomic_load(&u->busy) != UNIT_IDLE)
 		pthread_cond_wait(&c->idle, &c->lock);
 	return u;
 }
@@ -275,8 +275,7 @@ unsigned client_free_page(struct client *c, struct unit *u, unsigned i)
 	if (u->huge)
 		client_unit_split(c, u);
 	/* the free policy may have changed since the folio was split */
-	if (p->flags & DPTE_FOLIO &&
-	    device_policy(c->dev, DM_POL_FREE) == 1)
+	if (p->flags & DPTE_FOLIO && device_policy(c->dev, DM_POL_FREE) == 1)
 		client_unit_unfolio(c, u);
 	if (p->flags & DPTE_FOLIO) {
 		if (!buddy_put(b, p->dpfn & ~(FOLIO_PAGES - 1), FOLIO_ORDER, 1))
@@ -340,7 +339,8 @@ static uint64_t unit_poison(struct client *c, struct unit *u, bool *gone)
 
 		if (u->pte[i].state != DPTE_DEVICE)
 			continue;
-		while (k + 1 < FOLIO_PAGES && u->pte[k + 1].state == DPTE_DEVICE)
+		while (k + 1 < FOLIO_PAGES &&
+		       u->pte[k + 1].state == DPTE_DEVICE)
 			k++;
 		err = uffd_poison(c->uffd, u->va + ((uint64_t)i << PAGE_SHIFT),
 				  (uint64_t)(k - i + 1) << PAGE_SHIFT);
@@ -400,8 +400,9 @@ void client_release(struct client *c)
 	c->retry.n = 0;
 	pthread_mutex_unlock(&c->lock);
 	if (poisoned)
-		log_warn("client %u (pid %d): connection lost with %llu device pages; they raise SIGBUS now",
-			 c->id, (int)c->pid, (unsigned long long)poisoned);
+		log_warn(
+			"client %u (pid %d): connection lost with %llu device pages; they raise SIGBUS now",
+			c->id, (int)c->pid, (unsigned long long)poisoned);
 
 	pthread_mutex_lock(&d->clients_lock);
 	list_del_init(&c->node);

@@ -20,9 +20,9 @@
 /* A migration to the device between BEGIN and COMMIT (or FINISH) */
 struct batch {
 	bool active;
-	bool committed; /* COMMIT done, FINISH awaited */
+	bool committed;	    /* COMMIT done, FINISH awaited */
 	uint64_t addr, end; /* the request */
-	uint64_t first; /* va of the batch's unit 0 */
+	uint64_t first;	    /* va of the batch's unit 0 */
 	uint32_t nunits;
 	uint32_t flags;
 	uint64_t busy; /* units the batch holds busy */
@@ -70,7 +70,7 @@ struct client {
 
 	/* set by ATTACH */
 	bool attached;
-	int uffd; /* the client's userfaultfd */
+	int uffd;	 /* the client's userfaultfd */
 	int helper_sock; /* to the helper thread in the client */
 	uint64_t uffd_features;
 	uint32_t uffd_flags;
@@ -85,7 +85,7 @@ struct client {
 	atomic_bool stopping;
 
 	pthread_mutex_t lock; /* everything below */
-	pthread_cond_t idle; /* a unit stopped being busy */
+	pthread_cond_t idle;  /* a unit stopped being busy */
 	struct pagetable pt;
 	struct batch batch;
 	struct back_moves back;
@@ -100,7 +100,7 @@ struct client {
 	struct fault_queue retry; /* faults deferred to the fault owner */
 	bool fault_owner; /* a resolver waits (for an event to be read, or for
 			   * the helper): the others stay free to read */
-	uint64_t fault_slots_busy; /* bitmap of fault slots in use */
+	uint64_t fault_slots_busy;	 /* bitmap of fault slots in use */
 	atomic_uint_fast64_t used_pages; /* device pages held */
 	struct counters counters;
 };

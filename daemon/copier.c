@@ -29,11 +29,11 @@ static bool stopping;
 
 static void do_job(struct copy_job *j)
 {
-	ssize_t n = j->to_client ? process_vm_writev(j->pid, j->local,
-						     j->nlocal, j->remote,
-						     j->nremote, 0) :
-				   process_vm_readv(j->pid, j->local, j->nlocal,
-						    j->remote, j->nremote, 0);
+	ssize_t n = j->to_client
+			    ? process_vm_writev(j->pid, j->local, j->nlocal,
+						j->remote, j->nremote, 0)
+			    : process_vm_readv(j->pid, j->local, j->nlocal,
+					       j->remote, j->nremote, 0);
 
 	if (n < 0)
 		j->err = -errno;
@@ -60,7 +60,7 @@ static void *helper_main(void *arg)
 		struct batch_run *r = NULL, *it;
 		bool last;
 
-		list_for_each_entry(it, &runs, node)
+		list_for_each_entry (it, &runs, node)
 			if (atomic_load(&it->next) < it->n) {
 				r = it;
 				break;

@@ -21,7 +21,7 @@ struct copy_job {
 	const struct iovec *local, *remote;
 	unsigned nlocal, nremote;
 	size_t len; /* bytes the job must move */
-	int err; /* out: 0 or a negative errno */
+	int err;    /* out: 0 or a negative errno */
 };
 
 /* Start n - 1 helper threads (the caller of copier_run is the n-th). */

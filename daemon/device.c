@@ -41,8 +41,9 @@ int device_init(struct device *d, const struct dm_config *cfg)
 	if (err)
 		return err;
 	if (cfg->node < 0)
-		log_info("device memory on NUMA node %d (CPUs %s), chosen from the topology: %s",
-			 d->topo.node, d->topo.cpus, d->topo.summary);
+		log_info(
+			"device memory on NUMA node %d (CPUs %s), chosen from the topology: %s",
+			d->topo.node, d->topo.cpus, d->topo.summary);
 	err = pool_create(&d->pool, cfg->size, d->topo.node);
 	if (err)
 		return err;

@@ -34,12 +34,10 @@ static const char usage[] =
 	"  -h, --help          show this help\n"
 	"  -V, --version       show the version\n";
 
-static const char *const counter_names[] = { "to_device_pages",
-					     "to_system_pages",
-					     "huge_migrations",
-					     "splits",
-					     "cpu_faults",
-					     "evictions" };
+static const char *const counter_names[] = {
+	"to_device_pages", "to_system_pages", "huge_migrations",
+	"splits",	   "cpu_faults",      "evictions"
+};
 
 struct ctl {
 	int sock;
@@ -76,7 +74,8 @@ static void connect_ctl(struct ctl *c, const char *path)
 	struct dm_hello hello = { DM_ROLE_CONTROL, DM_PROTO_VERSION,
 				  DM_PROTO_VERSION };
 	struct dm_msg rep;
-	int err = dm_resolve_socket_path(path, sa.sun_path, sizeof(sa.sun_path));
+	int err =
+		dm_resolve_socket_path(path, sa.sun_path, sizeof(sa.sun_path));
 
 	if (err)
 		die("socket path", err);
@@ -84,8 +83,8 @@ static void connect_ctl(struct ctl *c, const char *path)
 	if (c->sock < 0)
 		die("socket", -errno);
 	if (connect(c->sock, (struct sockaddr *)&sa, sizeof(sa))) {
-		fprintf(stderr, "devmemctl: no devmemd at %s: %s\n", sa.sun_path,
-			strerror(errno));
+		fprintf(stderr, "devmemctl: no devmemd at %s: %s\n",
+			sa.sun_path, strerror(errno));
 		exit(1);
 	}
 	err = call(c, DM_HELLO, &hello, &rep);
@@ -98,8 +97,8 @@ static void print_counters(bool json, const uint64_t *v, const char *indent)
 {
 	for (unsigned k = 0; k < ARRAY_SIZE(counter_names); k++) {
 		if (json)
-			printf("%s\"%s\": %llu%s", k ? ", " : "", counter_names[k],
-			       (unsigned long long)v[k], "");
+			printf("%s\"%s\": %llu%s", k ? ", " : "",
+			       counter_names[k], (unsigned long long)v[k], "");
 		else
 			printf("%s%-18s %llu\n", indent, counter_names[k],
 			       (unsigned long long)v[k]);
@@ -154,7 +153,8 @@ static int cmd_status(struct ctl *c)
 		       (unsigned long long)s->used,
 		       (unsigned long long)(s->free_pages << PAGE_SHIFT),
 		       (unsigned long long)s->metadata_bytes,
-		       (double)s->metadata_bytes / (double)(s->capacity >> PAGE_SHIFT),
+		       (double)s->metadata_bytes /
+			       (double)(s->capacity >> PAGE_SHIFT),
 		       s->fragmentation);
 		for (unsigned o = 0; o < 10; o++)
 			printf("%s%llu", o ? ", " : "",
@@ -175,15 +175,18 @@ static int cmd_status(struct ctl *c)
 		printf("device memory: %llu MiB, used %llu KiB, free %llu KiB\n",
 		       (unsigned long long)(s->capacity >> 20),
 		       (unsigned long long)(s->used >> 10),
-		       (unsigned long long)(s->free_pages << (PAGE_SHIFT - 10)));
+		       (unsigned long long)(s->free_pages
+					    << (PAGE_SHIFT - 10)));
 		printf("free blocks by order:");
 		for (unsigned o = 0; o < 10; o++)
-			printf(" %u:%llu", o, (unsigned long long)s->nr_free[o]);
+			printf(" %u:%llu", o,
+			       (unsigned long long)s->nr_free[o]);
 		printf("\nfragmentation: %.1f%% of free memory is not in 2 MB blocks\n",
 		       s->fragmentation / 10.0);
 		printf("allocator metadata: %llu bytes (%.1f bytes per 4 KB page)\n",
 		       (unsigned long long)s->metadata_bytes,
-		       (double)s->metadata_bytes / (double)(s->capacity >> PAGE_SHIFT));
+		       (double)s->metadata_bytes /
+			       (double)(s->capacity >> PAGE_SHIFT));
 		printf("NUMA node: %d (CPUs %s)\ntopology: %s\nclients: %u\npolicy:\n",
 		       s->node, s->cpus, s->topology, s->nclients);
 		print_policy(false, s->policy);
@@ -227,8 +230,9 @@ static int cmd_clients(struct ctl *c)
 	if (c->json)
 		printf("[");
 	else
-		printf("%6s %8s %6s %7s %12s %12s %10s %10s\n", "id", "pid", "uid",
-		       "ranges", "registered", "device", "faults", "evictions");
+		printf("%6s %8s %6s %7s %12s %12s %10s %10s\n", "id", "pid",
+		       "uid", "ranges", "registered", "device", "faults",
+		       "evictions");
 	for (uint32_t i = 0; i < rep.ntail; i++, ci++) {
 		if (c->json) {
 			printf("%s{\"id\": %u, \"pid\": %u, \"uid\": %u, \"ranges\": %u, "
@@ -264,13 +268,15 @@ static int cmd_policy(struct ctl *c, int argc, char **argv)
 		int value = kind >= 0 ? dm_policy_parse(kind, argv[1]) : -1;
 
 		if (kind < 0 || value < 0) {
-			fprintf(stderr, "devmemctl: unknown policy '%s %s' (see devmemctl --help)\n",
+			fprintf(stderr,
+				"devmemctl: unknown policy '%s %s' (see devmemctl --help)\n",
 				argv[0], argv[1]);
 			return 2;
 		}
 		p = (struct dm_policy){ 1, (uint32_t)kind, (uint32_t)value };
 	} else if (argc) {
-		fprintf(stderr, "devmemctl: policy takes no argument or KIND VALUE\n");
+		fprintf(stderr,
+			"devmemctl: policy takes no argument or KIND VALUE\n");
 		return 2;
 	}
 	err = call(c, DM_POLICY, &p, &rep);
@@ -313,7 +319,8 @@ static int cmd_inject(struct ctl *c, int argc, char **argv)
 	if (err)
 		die("inject", err);
 	if (c->json)
-		printf("{\"inject\": \"%s\", \"count\": %u}\n", argv[0], inj.count);
+		printf("{\"inject\": \"%s\", \"count\": %u}\n", argv[0],
+		       inj.count);
 	return 0;
 bad:
 	fprintf(stderr, "devmemctl: usage: inject fail-huge|fail-any N\n");
@@ -367,7 +374,8 @@ int main(int argc, char **argv)
 			printf("devmemctl %s\n", PACKAGE_VERSION);
 			return 0;
 		default:
-			fprintf(stderr, "devmemctl: unknown option or missing value (see devmemctl --help)\n");
+			fprintf(stderr,
+				"devmemctl: unknown option or missing value (see devmemctl --help)\n");
 			return 2;
 		}
 	}
@@ -379,7 +387,8 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "status") && strcmp(cmd, "stats") &&
 	    strcmp(cmd, "clients") && strcmp(cmd, "policy") &&
 	    strcmp(cmd, "inject") && strcmp(cmd, "evict")) {
-		fprintf(stderr, "devmemctl: unknown command '%s' (see devmemctl --help)\n",
+		fprintf(stderr,
+			"devmemctl: unknown command '%s' (see devmemctl --help)\n",
 			cmd);
 		return 2;
 	}

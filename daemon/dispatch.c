@@ -54,7 +54,8 @@ static int do_hello(struct session *s, const struct dm_msg *m,
 		rc->close = true;
 		return -EACCES;
 	}
-	if (h->proto_min > DM_PROTO_VERSION || h->proto_max < DM_PROTO_VERSION) {
+	if (h->proto_min > DM_PROTO_VERSION ||
+	    h->proto_max < DM_PROTO_VERSION) {
 		rc->close = true;
 		return -EPROTONOSUPPORT;
 	}
@@ -162,9 +163,8 @@ static int do_unregister(struct session *s, const struct dm_msg *m)
 			continue;
 		if (ps == va && pe == va + UNIT_SIZE)
 			client_unit_free_all(c, u);
-		for (unsigned i = unit_page(ps); i < unit_page(ps) +
-							 ((pe - ps) >> PAGE_SHIFT);
-		     i++)
+		for (unsigned i = unit_page(ps);
+		     i < unit_page(ps) + ((pe - ps) >> PAGE_SHIFT); i++)
 			client_free_page(c, u, i);
 		if (u->registered)
 			uffd_unregister(c->uffd, ps, pe - ps);
@@ -201,10 +201,10 @@ static int do_stats(struct session *s, struct reply_ctx *rc)
 	rep->field[0] = s->dev->pool.size;
 	rep->field[1] = device_used(s->dev, &info);
 	rep->field[2] = s->client ? atomic_load(&s->client->used_pages)
-					    << PAGE_SHIFT :
-				    0;
-	fill_counters(&rep->field[3], s->client ? &s->client->counters :
-						  &s->dev->counters);
+					    << PAGE_SHIFT
+				  : 0;
+	fill_counters(&rep->field[3],
+		      s->client ? &s->client->counters : &s->dev->counters);
 	return 0;
 }
 
@@ -281,7 +281,7 @@ static int do_clients(struct session *s, struct reply_ctx *rc)
 	if (!list)
 		return -ENOMEM;
 	pthread_mutex_lock(&d->clients_lock);
-	list_for_each_entry(c, &d->clients, node) {
+	list_for_each_entry (c, &d->clients, node) {
 		struct dm_client_info *ci = &list[n];
 
 		if (n == DM_MAX_CLIENTS_LIST)
@@ -316,7 +316,8 @@ static int do_ranges(struct session *s, const struct dm_msg *m,
 	for (uint32_t i = 0; i < c->pt.nranges && n < DM_MAX_RANGES_LIST; i++)
 		if (c->pt.ranges[i].end > m->u.range.addr) {
 			list[n].addr = c->pt.ranges[i].start;
-			list[n].len = c->pt.ranges[i].end - c->pt.ranges[i].start;
+			list[n].len =
+				c->pt.ranges[i].end - c->pt.ranges[i].start;
 			n++;
 		}
 	pthread_mutex_unlock(&c->lock);
@@ -367,8 +368,8 @@ static const unsigned allowed[DM_TYPE_MAX] = {
 	[DM_EVICT] = ANY,
 };
 
-static int handle(struct session *s, const struct dm_msg *m, int *fds,
-		  int nfds, struct reply_ctx *rc)
+static int handle(struct session *s, const struct dm_msg *m, int *fds, int nfds,
+		  struct reply_ctx *rc)
 {
 	struct client *c = s->client;
 
@@ -441,8 +442,9 @@ int session_handle(struct session *s, const struct dm_msg *m, int *fds,
 	if (type & DM_REPLY || !(need & (s->role ? 1u << s->role : 1u))) {
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
-		log_warn("pid %d: unexpected %s message; closing the connection",
-			 (int)s->pid, dm_type_name(type));
+		log_warn(
+			"pid %d: unexpected %s message; closing the connection",
+			(int)s->pid, dm_type_name(type));
 		return -EPROTO;
 	}
 	if (type != DM_ATTACH)

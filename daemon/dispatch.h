@@ -14,11 +14,11 @@ struct client;
 
 struct session {
 	struct device *dev;
-	int fd; /* the connection */
+	int fd;	   /* the connection */
 	pid_t pid; /* SO_PEERCRED */
 	uid_t uid;
-	uint32_t role; /* enum dm_role once HELLO is done, else 0 */
-	bool refused; /* another user's process: HELLO gets -EACCES */
+	uint32_t role;	       /* enum dm_role once HELLO is done, else 0 */
+	bool refused;	       /* another user's process: HELLO gets -EACCES */
 	struct client *client; /* DM_ROLE_CLIENT */
 };
 

@@ -89,8 +89,7 @@ static void discard(struct client *c, uint64_t start, uint64_t end,
 			(unsigned long long)end);
 }
 
-static int count_mapped(uint64_t start, uint64_t end, unsigned flags,
-			void *arg)
+static int count_mapped(uint64_t start, uint64_t end, unsigned flags, void *arg)
 {
 	if (flags)
 		*(uint64_t *)arg += end - start;
@@ -122,8 +121,8 @@ static void unregister_empty(struct client *c, uint64_t start, uint64_t end,
 
 /* Collect the device pages of [from, from + len), ready to move; NULL (and
  * nothing changed) if out of memory */
-static struct moved_page *collect(struct client *c, uint64_t from,
-				  uint64_t len, bool aligned, size_t *count_out)
+static struct moved_page *collect(struct client *c, uint64_t from, uint64_t len,
+				  bool aligned, size_t *count_out)
 {
 	uint64_t *vas, end = from + len;
 	struct moved_page *moved;
@@ -141,7 +140,8 @@ static struct moved_page *collect(struct client *c, uint64_t from,
 		struct unit *u = pt_unit(&c->pt, vas[k]);
 		uint64_t va = vas[k];
 		uint64_t s = MAX(from, va), e = MIN(end, va + UNIT_SIZE);
-		bool keep = u->huge && aligned && s == va && e == va + UNIT_SIZE;
+		bool keep =
+			u->huge && aligned && s == va && e == va + UNIT_SIZE;
 
 		if (!keep && u->huge)
 			count(c, CNT_SPLITS, 1);
@@ -152,7 +152,8 @@ static struct moved_page *collect(struct client *c, uint64_t from,
 		     i < unit_page(s) + ((e - s) >> PAGE_SHIFT); i++) {
 			if (u->pte[i].state != DPTE_DEVICE)
 				continue;
-			moved[n].offset = va + ((uint64_t)i << PAGE_SHIFT) - from;
+			moved[n].offset =
+				va + ((uint64_t)i << PAGE_SHIFT) - from;
 			moved[n].pte = u->pte[i];
 			moved[n].huge = keep;
 			n++;
@@ -200,9 +201,10 @@ static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 	moved = collect(c, from, len, aligned, &n);
 	if (!moved)
 		goto nomem;
-	log_debug("client %u: mremap %#llx -> %#llx (+%#llx): %zu device pages follow (queue %u, units %u)",
-		  c->id, (unsigned long long)from, (unsigned long long)to,
-		  (unsigned long long)len, n, c->events.n, c->pt.nunits);
+	log_debug(
+		"client %u: mremap %#llx -> %#llx (+%#llx): %zu device pages follow (queue %u, units %u)",
+		c->id, (unsigned long long)from, (unsigned long long)to,
+		(unsigned long long)len, n, c->events.n, c->pt.nunits);
 
 	/* the registration moves with the mapping; with MREMAP_DONTUNMAP the
 	 * old place stays mapped, and registered */
@@ -211,7 +213,8 @@ static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 		log_err("client %u: out of memory unregistering %#llx-%#llx",
 			c->id, (unsigned long long)from,
 			(unsigned long long)end);
-	if (pt_carve(&c->pt, to, to + len) || pt_add_range(&c->pt, to, to + len))
+	if (pt_carve(&c->pt, to, to + len) ||
+	    pt_add_range(&c->pt, to, to + len))
 		log_err("client %u: out of memory registering %#llx-%#llx after an mremap",
 			c->id, (unsigned long long)to,
 			(unsigned long long)(to + len));

@@ -120,9 +120,10 @@ static void fault_return_folio(struct client *c, struct unit *u, int slot)
 		err = helper_move(c, va, u->va, UNIT_SIZE, &moved);
 	pthread_mutex_lock(&c->lock);
 	if (err)
-		log_debug("client %u: folio %#llx back through the helper: %s (moved %llu)",
-			  c->id, (unsigned long long)u->va, strerror(-err),
-			  (unsigned long long)moved);
+		log_debug(
+			"client %u: folio %#llx back through the helper: %s (moved %llu)",
+			c->id, (unsigned long long)u->va, strerror(-err),
+			(unsigned long long)moved);
 	unit_finish_huge(c, u, moved);
 	/* the helper moved without waking: the faulting threads resume only
 	 * now, with the counters already telling what happened */
@@ -277,8 +278,8 @@ static size_t intake(struct client *c, struct uffd_msg *msgs, size_t max,
 			continue;
 		if (c->nin_hand == c->in_hand_cap) {
 			uint32_t cap = c->in_hand_cap ? 2 * c->in_hand_cap : 32;
-			struct in_hand *q = realloc(c->in_hand,
-						    cap * sizeof(*q));
+			struct in_hand *q =
+				realloc(c->in_hand, cap * sizeof(*q));
 
 			if (!q) {
 				log_err("client %u: out of memory reading events",
@@ -373,10 +374,11 @@ int fault_start(struct client *c)
 
 		rs[k].client = c;
 		rs[k].cpu = k % c->dev->ncpus;
-		err = pthread_create(&rs[k].thread, &attr, resolver_main, &rs[k]);
+		err = pthread_create(&rs[k].thread, &attr, resolver_main,
+				     &rs[k]);
 		if (err) {
-			log_err("client %u: starting a fault resolver: %s", c->id,
-				strerror(err));
+			log_err("client %u: starting a fault resolver: %s",
+				c->id, strerror(err));
 			pthread_attr_destroy(&attr);
 			c->nresolvers = k;
 			fault_stop(c);

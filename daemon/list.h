@@ -10,9 +10,11 @@ struct list_head {
 	struct list_head *next, *prev;
 };
 
+/* clang-format off */
 #define LIST_HEAD_INIT(name) { &(name), &(name) }
+/* clang-format on */
 #define container_of(ptr, type, member) \
-	((type *)((char *)(ptr) - offsetof(type, member)))
+	((type *)((char *)(ptr)-offsetof(type, member)))
 #define list_entry(ptr, type, member) container_of(ptr, type, member)
 #define list_first_entry(head, type, member) \
 	list_entry((head)->next, type, member)
@@ -60,15 +62,15 @@ static inline void list_move_tail(struct list_head *e, struct list_head *head)
 	list_add_tail(e, head);
 }
 
-#define list_for_each_entry(pos, head, member)                               \
-	for (pos = list_entry((head)->next, __typeof__(*pos), member);       \
-	     &pos->member != (head);                                         \
+#define list_for_each_entry(pos, head, member)                         \
+	for (pos = list_entry((head)->next, __typeof__(*pos), member); \
+	     &pos->member != (head);                                   \
 	     pos = list_entry(pos->member.next, __typeof__(*pos), member))
 
-#define list_for_each_entry_safe(pos, n, head, member)                       \
-	for (pos = list_entry((head)->next, __typeof__(*pos), member),       \
-	    n = list_entry(pos->member.next, __typeof__(*pos), member);      \
-	     &pos->member != (head);                                         \
+#define list_for_each_entry_safe(pos, n, head, member)                  \
+	for (pos = list_entry((head)->next, __typeof__(*pos), member),  \
+	    n = list_entry(pos->member.next, __typeof__(*pos), member); \
+	     &pos->member != (head);                                    \
 	     pos = n, n = list_entry(n->member.next, __typeof__(*n), member))
 
 #endif /* DEVMEM_LIST_H */

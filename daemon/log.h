@@ -16,9 +16,9 @@ int log_level_parse(const char *name);
 #define log_err(...) dm_log(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) dm_log(LOG_WARNING, __VA_ARGS__)
 #define log_info(...) dm_log(LOG_INFO, __VA_ARGS__)
-#define log_debug(...)                                 \
-	do {                                           \
-		if (log_level >= LOG_DEBUG)            \
+#define log_debug(...)                                  \
+	do {                                            \
+		if (log_level >= LOG_DEBUG)             \
 			dm_log(LOG_DEBUG, __VA_ARGS__); \
 	} while (0)
 

@@ -30,13 +30,12 @@ static int need_readable_anon(uint64_t start, uint64_t end, unsigned flags,
 			      void *arg)
 {
 	return (flags & (VMA_ANON_PRIVATE | VMA_READ)) ==
-			       (VMA_ANON_PRIVATE | VMA_READ) ?
-		       0 :
-		       -EINVAL;
+			       (VMA_ANON_PRIVATE | VMA_READ)
+		       ? 0
+		       : -EINVAL;
 }
 
-static void batch_unbusy(struct client *c, const struct batch *b,
-			 uint64_t set)
+static void batch_unbusy(struct client *c, const struct batch *b, uint64_t set)
 {
 	for (uint32_t k = 0; k < b->nunits; k++) {
 		struct unit *u;
@@ -66,8 +65,8 @@ static int batch_register(struct client *c, const struct batch *b)
 		end = MIN(b->first + (uint64_t)(j + 1) * UNIT_SIZE, b->end);
 		err = uffd_register_missing(c->uffd, start, end - start);
 		if (err) {
-			log_warn("client %u: registering %#llx-%#llx: %s", c->id,
-				 (unsigned long long)start,
+			log_warn("client %u: registering %#llx-%#llx: %s",
+				 c->id, (unsigned long long)start,
 				 (unsigned long long)end, strerror(-err));
 			return err == -ESRCH ? err : -EINVAL;
 		}
@@ -117,7 +116,8 @@ int migrate_begin(struct client *c, const struct dm_migrate *m,
 		uint64_t va = b.first + (uint64_t)k * UNIT_SIZE;
 		unsigned i0 = unit_page(MAX(va, m->addr));
 		unsigned i1 = i0 + (unsigned)((MIN(va + UNIT_SIZE, end) -
-					       MAX(va, m->addr)) >> PAGE_SHIFT);
+					       MAX(va, m->addr)) >>
+					      PAGE_SHIFT);
 		struct unit *u = client_wait_unit(c, va);
 		bool need = !u;
 
@@ -162,7 +162,7 @@ struct unit_plan {
 	bool folio;
 	bool inplace;
 	bool slot_thp; /* the slot holds one THP: worth keeping (recycling) */
-	bool planned; /* allocated, to be copied and installed */
+	bool planned;  /* allocated, to be copied and installed */
 	/* the copy, as one job for the copy workers */
 	struct iovec local[FOLIO_PAGES], remote[FOLIO_PAGES];
 	struct copy_job job;
@@ -178,8 +178,9 @@ static void plan_unit(struct client *c, const struct batch *b, uint32_t k,
 
 	p->va = va;
 	p->i0 = unit_page(MAX(va, b->addr));
-	p->i1 = p->i0 + (unsigned)((MIN(va + UNIT_SIZE, b->end) -
-				    MAX(va, b->addr)) >> PAGE_SHIFT);
+	p->i1 = p->i0 +
+		(unsigned)((MIN(va + UNIT_SIZE, b->end) - MAX(va, b->addr)) >>
+			   PAGE_SHIFT);
 	p->inplace = false;
 	for (unsigned i = p->i0; i < p->i1; i++) {
 		size_t at = (size_t)k * FOLIO_PAGES + i;
@@ -291,9 +292,10 @@ static void plan_job(struct client *c, uint32_t k, struct unit_plan *p)
 		src = (p->src[i] == SRC_SLOT ? slot : p->va) +
 		      ((uint64_t)i << PAGE_SHIFT);
 		total += PAGE_SIZE;
-		if (n && (uint8_t *)p->local[n - 1].iov_base +
-					 p->local[n - 1].iov_len ==
-				 dst &&
+		if (n &&
+		    (uint8_t *)p->local[n - 1].iov_base +
+				    p->local[n - 1].iov_len ==
+			    dst &&
 		    (uint64_t)(uintptr_t)p->remote[n - 1].iov_base +
 				    p->remote[n - 1].iov_len ==
 			    src) {
@@ -302,7 +304,8 @@ static void plan_job(struct client *c, uint32_t k, struct unit_plan *p)
 			continue;
 		}
 		p->local[n] = (struct iovec){ dst, PAGE_SIZE };
-		p->remote[n] = (struct iovec){ (void *)(uintptr_t)src, PAGE_SIZE };
+		p->remote[n] =
+			(struct iovec){ (void *)(uintptr_t)src, PAGE_SIZE };
 		n++;
 	}
 	p->job = (struct copy_job){ .pid = c->pid,
@@ -349,7 +352,8 @@ static unsigned device_pages(const struct pagetable *pt, uint64_t start,
 		struct unit *u = pt_unit(pt, va);
 		unsigned i0 = unit_page(MAX(va, start));
 		unsigned i1 = i0 + (unsigned)((MIN(va + UNIT_SIZE, end) -
-					       MAX(va, start)) >> PAGE_SHIFT);
+					       MAX(va, start)) >>
+					      PAGE_SHIFT);
 
 		for (unsigned i = i0; u && i < i1; i++)
 			n += u->pte[i].state == DPTE_DEVICE;
@@ -411,8 +415,8 @@ int migrate_commit(struct client *c, const struct dm_migrate *m,
 		}
 		pthread_mutex_lock(&c->lock);
 		plan_unit(c, &b, k,
-			  pt_unit(&c->pt, b.first + (uint64_t)k * UNIT_SIZE), slotf,
-			  userf, p);
+			  pt_unit(&c->pt, b.first + (uint64_t)k * UNIT_SIZE),
+			  slotf, userf, p);
 		pthread_mutex_unlock(&c->lock);
 		status = plan_alloc(c, p, rep);
 		if (status) {
@@ -440,9 +444,10 @@ int migrate_commit(struct client *c, const struct dm_migrate *m,
 		jerr = jobs[njobs++].err;
 		if (jerr) {
 			if (jerr != -ESRCH)
-				log_warn("client %u: copying %#llx to the device: %s",
-					 c->id, (unsigned long long)p->va,
-					 strerror(-jerr));
+				log_warn(
+					"client %u: copying %#llx to the device: %s",
+					c->id, (unsigned long long)p->va,
+					strerror(-jerr));
 			plan_release(c, p, p->i1);
 			failed |= 1ull << k;
 			status = status ? status : jerr;

@@ -39,8 +39,8 @@ int migrate_finish(struct client *c, const struct dm_migrate *m);
 
 int migrate_back(struct client *c, const struct dm_migrate *m,
 		 struct dm_result_reply *rep, struct dm_move *moves);
-int migrate_back_done(struct client *c, const struct dm_move *moves,
-		      uint32_t n, struct dm_result_reply *rep);
+int migrate_back_done(struct client *c, const struct dm_move *moves, uint32_t n,
+		      struct dm_result_reply *rep);
 
 /* Bring pages [first, last) of a unit back as 4 KB pages with UFFDIO_COPY
  * and free their device memory (lock held, unit held busy by the caller:

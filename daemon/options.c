@@ -80,9 +80,10 @@ int options_parse(int argc, char **argv, struct dm_config *cfg, FILE *out,
 			    cfg->size < MIN_DEVICE_SIZE ||
 			    cfg->size % PAGE_SIZE ||
 			    cfg->size / PAGE_SIZE > (1ull << 27))
-				return bad(err,
-					   "size (a multiple of 4K from 2M to 512G)",
-					   optarg);
+				return bad(
+					err,
+					"size (a multiple of 4K from 2M to 512G)",
+					optarg);
 			break;
 		case 'n':
 			errno = 0;
@@ -107,7 +108,8 @@ int options_parse(int argc, char **argv, struct dm_config *cfg, FILE *out,
 		case OPT_ON_FULL:
 			v = dm_policy_parse(opt - OPT_GRAN, optarg);
 			if (v < 0)
-				return bad(err, dm_policy_kind_name(opt - OPT_GRAN),
+				return bad(err,
+					   dm_policy_kind_name(opt - OPT_GRAN),
 					   optarg);
 			cfg->policy[opt - OPT_GRAN] = (uint32_t)v;
 			break;
@@ -115,8 +117,8 @@ int options_parse(int argc, char **argv, struct dm_config *cfg, FILE *out,
 			fputs(usage, out);
 			return OPTIONS_EXIT;
 		case 'V':
-			fprintf(out, "devmemd %s (protocol %d)\n", PACKAGE_VERSION,
-				DM_PROTO_VERSION);
+			fprintf(out, "devmemd %s (protocol %d)\n",
+				PACKAGE_VERSION, DM_PROTO_VERSION);
 			return OPTIONS_EXIT;
 		case ':':
 			fprintf(err, "devmemd: option '%s' needs a value\n",
@@ -126,10 +128,12 @@ int options_parse(int argc, char **argv, struct dm_config *cfg, FILE *out,
 			/* in a group like -xf, optind has not moved on yet:
 			 * name the letter */
 			if (optopt)
-				fprintf(err, "devmemd: unknown option '-%c' (see devmemd --help)\n",
+				fprintf(err,
+					"devmemd: unknown option '-%c' (see devmemd --help)\n",
 					optopt);
 			else
-				fprintf(err, "devmemd: unknown option '%s' (see devmemd --help)\n",
+				fprintf(err,
+					"devmemd: unknown option '%s' (see devmemd --help)\n",
 					argv[optind - 1]);
 			return -EINVAL;
 		}
@@ -140,8 +144,10 @@ int options_parse(int argc, char **argv, struct dm_config *cfg, FILE *out,
 		return -EINVAL;
 	}
 	if (!cfg->socket_path[0] &&
-	    dm_default_socket_path(cfg->socket_path, sizeof(cfg->socket_path))) {
-		fprintf(err, "devmemd: default socket path too long; use --socket\n");
+	    dm_default_socket_path(cfg->socket_path,
+				   sizeof(cfg->socket_path))) {
+		fprintf(err,
+			"devmemd: default socket path too long; use --socket\n");
 		return -EINVAL;
 	}
 	return OPTIONS_RUN;

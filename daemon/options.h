@@ -16,7 +16,7 @@
 struct dm_config {
 	char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	uint64_t size; /* bytes of device memory */
-	int node; /* -1: choose from the topology */
+	int node;      /* -1: choose from the topology */
 	bool foreground;
 	int log_level;
 	uint32_t policy[DM_POL_MAX];

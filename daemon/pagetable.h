@@ -35,12 +35,14 @@ enum dpte_state { DPTE_SYSTEM = 0, DPTE_DEVICE = 1 };
 enum unit_owner {
 	UNIT_IDLE = 0,
 	BUSY_REQUEST, /* the client's own migration (between its messages) */
-	BUSY_FAULT, /* a fault resolver bringing the folio back */
-	BUSY_EVICT, /* an evictor */
+	BUSY_FAULT,   /* a fault resolver bringing the folio back */
+	BUSY_EVICT,   /* an evictor */
 };
 
-#define DPTE_ZERO (1u << 0) /* reads as zeros: its device memory is never read */
-#define DPTE_FOLIO (1u << 1) /* part of an order-9 device folio whose page k is
+#define DPTE_ZERO \
+	(1u << 0) /* reads as zeros: its device memory is never read */
+#define DPTE_FOLIO \
+	(1u << 1) /* part of an order-9 device folio whose page k is
 			       * always at page k of this unit: head is
 			       * dpfn & ~(FOLIO_PAGES - 1) */
 
@@ -52,13 +54,13 @@ struct dpte {
 };
 
 struct unit {
-	uint64_t va; /* 2 MB-aligned */
-	uint64_t serial; /* tells a unit from a later one at the same va */
+	uint64_t va;	    /* 2 MB-aligned */
+	uint64_t serial;    /* tells a unit from a later one at the same va */
 	struct unit *hnext; /* hash chain */
 	struct client *client;
 	uint16_t ndevice; /* pages in DPTE_DEVICE */
 	bool huge; /* one order-9 folio mapped at va: all 512 pages DEVICE */
-	bool registered; /* (part of) it is MISSING-registered */
+	bool registered;  /* (part of) it is MISSING-registered */
 	atomic_uint busy; /* enum unit_owner: who holds it; faults are parked */
 	bool on_lru;
 	struct list_head lru; /* device->lru, protected by device->lru_lock */
@@ -72,7 +74,7 @@ struct span {
 struct parked_fault {
 	uint64_t addr;
 	uint64_t flags; /* UFFD_PAGEFAULT_FLAG_* */
-	uint64_t seq; /* when it was read (see client.h, intake) */
+	uint64_t seq;	/* when it was read (see client.h, intake) */
 };
 
 struct pagetable {

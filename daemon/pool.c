@@ -37,8 +37,9 @@ int pool_create(struct pool *p, uint64_t size, int node)
 		log_warn("MADV_HUGEPAGE on device memory: %s", strerror(errno));
 	if (node >= 0) {
 		if (numa_available() < 0) {
-			log_warn("NUMA is not available; device memory is not bound to node %d",
-				 node);
+			log_warn(
+				"NUMA is not available; device memory is not bound to node %d",
+				node);
 		} else {
 			numa_tonode_memory(base, size, node);
 			p->node = node;

@@ -25,7 +25,8 @@ static int pm_scan_ioctl(int fd, uint64_t start, uint64_t end, uint8_t *flags)
 			.end = end,
 			.vec = (uintptr_t)regions,
 			.vec_len = ARRAY_SIZE(regions),
-			.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+			.category_anyof_mask =
+				PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
 			.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED |
 				       PAGE_IS_PFNZERO | PAGE_IS_HUGE,
 		};
@@ -58,7 +59,8 @@ static int pm_scan_read(int fd, uint64_t start, uint64_t end, uint8_t *flags)
 
 	while (at < end) {
 		size_t n = MIN((end - at) >> PAGE_SHIFT, ARRAY_SIZE(entries));
-		ssize_t got = pread(fd, entries, n * 8, (off_t)(at >> PAGE_SHIFT) * 8);
+		ssize_t got = pread(fd, entries, n * 8,
+				    (off_t)(at >> PAGE_SHIFT) * 8);
 
 		if (got < 0)
 			return -errno;
@@ -104,7 +106,8 @@ static unsigned vma_flags(const char *perms, unsigned long inode,
 }
 
 int maps_walk(int proc_dirfd, uint64_t start, uint64_t end,
-	      int (*fn)(uint64_t start, uint64_t end, unsigned flags, void *arg),
+	      int (*fn)(uint64_t start, uint64_t end, unsigned flags,
+			void *arg),
 	      void *arg)
 {
 	char line[512];

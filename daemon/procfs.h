@@ -8,8 +8,8 @@
 
 /* Per-page facts from the pagemap */
 #define PM_PRESENT (1u << 0) /* mapped (or swapped out): has data */
-#define PM_ZERO (1u << 1) /* the shared zero page: reads as zeros */
-#define PM_HUGE (1u << 2) /* part of a PMD-mapped THP */
+#define PM_ZERO (1u << 1)    /* the shared zero page: reads as zeros */
+#define PM_HUGE (1u << 2)    /* part of a PMD-mapped THP */
 
 /* Fill flags[i] for each page of [start, end).  Uses PAGEMAP_SCAN where the
  * kernel has it, else reads the pagemap (no zero-page or THP knowledge
@@ -25,7 +25,8 @@ int pm_scan(int pagemap_fd, uint64_t start, uint64_t end, uint8_t *flags);
  * it (0 for a hole in the address space).  Stops at and returns fn's first
  * nonzero result; otherwise 0, or a negative errno if maps cannot be read. */
 int maps_walk(int proc_dirfd, uint64_t start, uint64_t end,
-	      int (*fn)(uint64_t start, uint64_t end, unsigned flags, void *arg),
+	      int (*fn)(uint64_t start, uint64_t end, unsigned flags,
+			void *arg),
 	      void *arg);
 
 /* 0 if all of [start, end) is mapped private anonymous memory, else -EINVAL */

@@ -28,15 +28,16 @@ static const uint8_t zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
  */
 static int fill(struct client *c, uint64_t dst, const void *src, uint64_t len)
 {
-	int err = src ? uffd_copy(c->uffd, dst, src, len, false) :
-			uffd_zero(c->uffd, dst, len, false, false);
+	int err = src ? uffd_copy(c->uffd, dst, src, len, false)
+		      : uffd_zero(c->uffd, dst, len, false, false);
 
 	/* -ESRCH: the process is gone; -ENOENT: the mapping is (munmap,
 	 * mremap: the event says where the pages go) */
 	if (err && err != -EAGAIN && err != -ESRCH && err != -ENOENT)
 		log_warn("client %u: bringing %#llx (+%llu pages) back: %s",
 			 c->id, (unsigned long long)dst,
-			 (unsigned long long)(len >> PAGE_SHIFT), strerror(-err));
+			 (unsigned long long)(len >> PAGE_SHIFT),
+			 strerror(-err));
 	return err;
 }
 
@@ -45,8 +46,8 @@ int unit_return_page(struct client *c, struct unit *u, unsigned i)
 	const struct dpte *p = &u->pte[i];
 	uint64_t va = u->va + ((uint64_t)i << PAGE_SHIFT);
 	int err = fill(c, va,
-		       p->flags & DPTE_ZERO ? NULL :
-					      pool_page(&c->dev->pool, p->dpfn),
+		       p->flags & DPTE_ZERO ? NULL
+					    : pool_page(&c->dev->pool, p->dpfn),
 		       PAGE_SIZE);
 
 	/* the page stays on the device unless its data landed */
@@ -80,14 +81,16 @@ unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 		/* one UFFDIO_COPY per run of device pages that are
 		 * contiguous in device memory too */
 		while (k + 1 < last && u->pte[k + 1].state == DPTE_DEVICE &&
-		       !(u->pte[k + 1].flags & DPTE_ZERO) == !(p->flags & DPTE_ZERO) &&
+		       !(u->pte[k + 1].flags & DPTE_ZERO) ==
+			       !(p->flags & DPTE_ZERO) &&
 		       u->pte[k + 1].dpfn == u->pte[k].dpfn + 1)
 			k++;
 		/* an event waits to be read: let the resolvers have the
 		 * lock to read it (the unit is ours: busy) */
 		while ((err = fill(c, va,
-				   p->flags & DPTE_ZERO ? NULL :
-							  pool_page(pool, p->dpfn),
+				   p->flags & DPTE_ZERO
+					   ? NULL
+					   : pool_page(pool, p->dpfn),
 				   (uint64_t)(k - i + 1) << PAGE_SHIFT)) ==
 		       -EAGAIN) {
 			pthread_mutex_unlock(&c->lock);
@@ -136,9 +139,8 @@ static unsigned folio_iov(const struct client *c, const struct unit *u,
 
 	for (unsigned i = 0; i < FOLIO_PAGES; i++) {
 		const struct dpte *p = &u->pte[i];
-		uint8_t *src = p->flags & DPTE_ZERO ?
-				       (uint8_t *)zero_page :
-				       pool_page(pool, p->dpfn);
+		uint8_t *src = p->flags & DPTE_ZERO ? (uint8_t *)zero_page
+						    : pool_page(pool, p->dpfn);
 
 		if (n && !(p->flags & DPTE_ZERO) &&
 		    (uint8_t *)local[n - 1].iov_base + local[n - 1].iov_len ==
@@ -205,9 +207,9 @@ static uint64_t device_pages_in(const struct client *c, const uint64_t *vas,
 		uint64_t ps = MAX(vas[v], start);
 		uint64_t pe = MIN(vas[v] + UNIT_SIZE, end);
 
-		for (unsigned i = unit_page(ps); u && ps < pe &&
-						 i < unit_page(ps) +
-							     ((pe - ps) >> PAGE_SHIFT);
+		for (unsigned i = unit_page(ps);
+		     u && ps < pe &&
+		     i < unit_page(ps) + ((pe - ps) >> PAGE_SHIFT);
 		     i++)
 			pages += u->pte[i].state == DPTE_DEVICE;
 	}
@@ -277,7 +279,8 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 		}
 		if (back_whole(c, u, ps, pe, m->flags)) {
 			if (k == nslots) {
-				rep->next = va; /* the client comes back for more */
+				rep->next =
+					va; /* the client comes back for more */
 				break;
 			}
 			/* held busy until BACK_DONE; written to its slot
@@ -325,9 +328,10 @@ int migrate_back(struct client *c, const struct dm_migrate *m,
 			continue;
 		}
 		if (jobs[i].err != -ESRCH) /* not just a dead client */
-			log_warn("client %u: writing folio %#llx to its staging: %s",
-				 c->id, (unsigned long long)w[i].va,
-				 strerror(-jobs[i].err));
+			log_warn(
+				"client %u: writing folio %#llx to its staging: %s",
+				c->id, (unsigned long long)w[i].va,
+				strerror(-jobs[i].err));
 		/* the slot may hold part of it: the client empties it */
 		rep->split++;
 		count(c, CNT_SPLITS, 1);
@@ -343,8 +347,8 @@ out:
 	return err;
 }
 
-int migrate_back_done(struct client *c, const struct dm_move *moves,
-		      uint32_t n, struct dm_result_reply *rep)
+int migrate_back_done(struct client *c, const struct dm_move *moves, uint32_t n,
+		      struct dm_result_reply *rep)
 {
 	memset(rep, 0, sizeof(*rep));
 	pthread_mutex_lock(&c->lock);
@@ -368,8 +372,8 @@ int migrate_back_done(struct client *c, const struct dm_move *moves,
 				  c->id, (unsigned long long)moves[i].dst,
 				  (unsigned long long)moves[i].moved,
 				  strerror(-moves[i].status));
-		if (unit_finish_huge(c, u, moves[i].status ? moves[i].moved :
-							     UNIT_SIZE))
+		if (unit_finish_huge(
+			    c, u, moves[i].status ? moves[i].moved : UNIT_SIZE))
 			rep->huge++;
 		else
 			rep->split++;
@@ -382,14 +386,13 @@ int migrate_back_done(struct client *c, const struct dm_move *moves,
 }
 
 /* Take the least recently used idle unit off the LRU; NULL if none. */
-static struct client *lru_pick(struct device *d, uint64_t *va,
-			       uint64_t *serial)
+static struct client *lru_pick(struct device *d, uint64_t *va, uint64_t *serial)
 {
 	struct client *c = NULL;
 	struct unit *u;
 
 	pthread_mutex_lock(&d->lru_lock);
-	list_for_each_entry(u, &d->lru, lru) {
+	list_for_each_entry (u, &d->lru, lru) {
 		if (atomic_load(&u->busy) != UNIT_IDLE)
 			continue;
 		c = u->client;

@@ -173,7 +173,8 @@ static int take_fds(struct msghdr *mh, int *fds)
 		for (int i = 0; i < k; i++) {
 			int fd;
 
-			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int),
+			       sizeof(fd));
 			if (n < DM_MAX_FDS)
 				fds[n++] = fd;
 			else
@@ -210,8 +211,9 @@ static void on_recv(struct server *s, struct conn *c, int res)
 	if (!err && c->nrequests >= MAX_QUEUED)
 		err = -ENOBUFS;
 	if (err) {
-		log_warn("pid %d: bad message (%s, %d bytes); closing the connection",
-			 (int)c->session.pid, strerror(-err), res);
+		log_warn(
+			"pid %d: bad message (%s, %d bytes); closing the connection",
+			(int)c->session.pid, strerror(-err), res);
 		for (int i = 0; i < req->nfds; i++)
 			close(req->fds[i]);
 		dm_msg_release(&req->msg);
@@ -313,7 +315,7 @@ static void conn_free(struct server *s, struct conn *c)
 	pthread_mutex_lock(&s->lock);
 	list_del_init(&c->node);
 	pthread_mutex_unlock(&s->lock);
-	list_for_each_entry_safe(req, n, &c->requests, node) {
+	list_for_each_entry_safe (req, n, &c->requests, node) {
 		for (int i = 0; i < req->nfds; i++)
 			close(req->fds[i]);
 		dm_msg_release(&req->msg);
@@ -431,8 +433,8 @@ int server_create(struct server **out, struct device *d, const char *path)
 	}
 	unlink(path);
 	old = umask(0177);
-	err = bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) ? -errno :
-								       0;
+	err = bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) ? -errno
+								     : 0;
 	umask(old);
 	if (err) {
 		log_err("cannot bind %s: %s", path, strerror(-err));
@@ -497,7 +499,7 @@ static void stop(struct server *s)
 	s->ring_live = false;
 	/* every client's process lives on: leave nothing registered that
 	 * nobody would answer, and make lost device pages fail loudly */
-	list_for_each_entry_safe(c, n, &s->conns, node)
+	list_for_each_entry_safe (c, n, &s->conns, node)
 		conn_free(s, c);
 }
 
@@ -527,7 +529,8 @@ int server_run(struct server *s)
 	arm_signal(s);
 	log_info("devmemd %s serving %s: %llu MiB of device memory on node %d",
 		 PACKAGE_VERSION, s->path,
-		 (unsigned long long)(s->dev->pool.size >> 20), s->dev->pool.node);
+		 (unsigned long long)(s->dev->pool.size >> 20),
+		 s->dev->pool.node);
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;

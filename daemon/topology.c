@@ -12,8 +12,8 @@
 static void describe(struct topology *t, hwloc_topology_t topo)
 {
 	hwloc_obj_t pkg = hwloc_get_obj_by_type(topo, HWLOC_OBJ_PACKAGE, 0);
-	const char *model = pkg ? hwloc_obj_get_info_by_name(pkg, "CPUModel") :
-				  NULL;
+	const char *model =
+		pkg ? hwloc_obj_get_info_by_name(pkg, "CPUModel") : NULL;
 
 	t->nr_packages = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PACKAGE);
 	t->nr_cores = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
@@ -45,7 +45,8 @@ int topology_probe(struct topology *t, int want_node)
 
 	allowed = hwloc_bitmap_alloc();
 	if (!allowed || hwloc_get_cpubind(topo, allowed, HWLOC_CPUBIND_PROCESS))
-		hwloc_bitmap_copy(allowed, hwloc_topology_get_allowed_cpuset(topo));
+		hwloc_bitmap_copy(allowed,
+				  hwloc_topology_get_allowed_cpuset(topo));
 	for (node = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_NUMANODE, NULL);
 	     node; node = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_NUMANODE,
 						     node)) {

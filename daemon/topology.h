@@ -7,9 +7,9 @@
 
 struct topology {
 	int nr_nodes, nr_packages, nr_cores, nr_pus;
-	int node; /* the device's NUMA node */
+	int node;	      /* the device's NUMA node */
 	uint64_t node_memory; /* bytes local to it */
-	char cpus[64]; /* its CPUs, as a list: "0-1" */
+	char cpus[64];	      /* its CPUs, as a list: "0-1" */
 	char cpu_model[96];
 	char summary[128]; /* "1 package, 2 cores, 2 PUs, 1 NUMA node" */
 };

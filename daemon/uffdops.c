@@ -79,8 +79,7 @@ static int fill_step(int uffd, uint64_t *dst, uint64_t *len, int64_t done,
 	return err;
 }
 
-int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len,
-	      bool wake)
+int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, bool wake)
 {
 	const uint8_t *s = src;
 

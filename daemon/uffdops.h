@@ -20,8 +20,7 @@ int uffd_unregister(int uffd, uint64_t start, uint64_t len);
  * (the client's address space is changing: retry after reading its events)
  * or another negative errno (-ESRCH: the client's mm is gone, -ENOENT: no
  * registered mapping there). */
-int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len,
-	      bool wake);
+int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, bool wake);
 
 /* Map the zero page at dst (or a zero-filled page for a write fault); the
  * same return values as uffd_copy. */

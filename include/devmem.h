@@ -38,9 +38,9 @@ enum devmem_target { DEVMEM_TO_SYSTEM = 0, DEVMEM_TO_DEVICE = 1 };
 #define DEVMEM_MIGRATE_4K (1u << 0) /* no 2 MB units for this call */
 
 struct devmem_result {
-	uint64_t pages; /* 4 KB pages that are at the target after the call */
-	uint64_t huge; /* 2 MB units that moved as one folio */
-	uint64_t split; /* 2 MB units that fell back to 4 KB pages */
+	uint64_t pages;	 /* 4 KB pages that are at the target after the call */
+	uint64_t huge;	 /* 2 MB units that moved as one folio */
+	uint64_t split;	 /* 2 MB units that fell back to 4 KB pages */
 	uint64_t faults; /* device faults taken (device access calls) */
 };
 
@@ -54,18 +54,19 @@ int devmem_device_write(devmem_t *dm, void *addr, size_t len, const void *buf,
 
 /* one byte per 4 KB page */
 #define DEVMEM_PAGE_ERROR 0xff /* not in a managed range */
-#define DEVMEM_PAGE_NONE 0x00 /* managed, not populated */
+#define DEVMEM_PAGE_NONE 0x00  /* managed, not populated */
 #define DEVMEM_PAGE_READ 0x01
 #define DEVMEM_PAGE_WRITE 0x02
-#define DEVMEM_PAGE_HUGE 0x04 /* part of a 2 MB folio (device) or THP (system) */
+#define DEVMEM_PAGE_HUGE \
+	0x04 /* part of a 2 MB folio (device) or THP (system) */
 #define DEVMEM_PAGE_ZERO 0x10
 #define DEVMEM_PAGE_DEVICE 0x20 /* resident in device memory */
 int devmem_snapshot(devmem_t *dm, const void *addr, size_t npages,
 		    uint8_t *state);
 
-struct devmem_stats { /* fields may be added at the end only */
-	uint64_t capacity; /* bytes of device memory */
-	uint64_t used; /* bytes allocated, all clients */
+struct devmem_stats {	      /* fields may be added at the end only */
+	uint64_t capacity;    /* bytes of device memory */
+	uint64_t used;	      /* bytes allocated, all clients */
 	uint64_t client_used; /* bytes allocated to this client */
 	uint64_t to_device_pages, to_system_pages;
 	uint64_t huge_migrations, splits, cpu_faults, evictions;

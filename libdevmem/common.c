@@ -124,8 +124,7 @@ int dm_policy_kind_parse(const char *name)
 	return -EINVAL;
 }
 
-ssize_t dm_send(int sock, const void *buf, size_t len, const int *fds,
-		int nfds)
+ssize_t dm_send(int sock, const void *buf, size_t len, const int *fds, int nfds)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * DM_MAX_FDS)];
@@ -186,7 +185,8 @@ ssize_t dm_recv(int sock, void *buf, size_t size, int *fds, int *nfds)
 		for (int i = 0; i < k; i++) {
 			int fd;
 
-			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int),
+			       sizeof(int));
 			if (fds && nfds && got < *nfds)
 				fds[got++] = fd;
 			else

@@ -24,8 +24,8 @@ int dm_call(struct devmem *dm, uint16_t type, const void *body,
 	if (len < 0)
 		return (int)len; /* nothing was sent */
 	len = dm_send(dm->sock, dm->buf, (size_t)len, fds, nfds);
-	err = len < 0 ? (int)len :
-			dm_recv_msg(dm->sock, dm->buf, DM_MAX_MSG, rep, NULL,
+	err = len < 0 ? (int)len
+		      : dm_recv_msg(dm->sock, dm->buf, DM_MAX_MSG, rep, NULL,
 				    NULL);
 	if (!err && (rep->hdr.type != (type | DM_REPLY) || rep->hdr.id != id)) {
 		dm_msg_release(rep);

@@ -13,13 +13,13 @@
 #include "protocol.h"
 
 #define STAGING_SLOTS 32 /* 2 MB slots for migrations: 64 MB per batch */
-#define FAULT_SLOTS 4 /* 2 MB slots devmemd uses to bring folios back */
+#define FAULT_SLOTS 4	 /* 2 MB slots devmemd uses to bring folios back */
 
 struct devmem {
 	pthread_mutex_t lock; /* one request at a time */
-	struct devmem *next; /* every handle of the process (fork.c) */
+	struct devmem *next;  /* every handle of the process (fork.c) */
 	int sock;
-	bool broken; /* the connection is lost: -ENOTCONN from now on */
+	bool broken;	  /* the connection is lost: -ENOTCONN from now on */
 	atomic_bool lost; /* devmemd went away (seen by the helper thread) */
 	atomic_bool detaching; /* we are closing the helper channel */
 	bool forked; /* this is a fork()ed child's copy of the handle */
@@ -30,20 +30,19 @@ struct devmem {
 
 	/* set up on the first register */
 	bool attached;
-	int uffd; /* registered ranges; devmemd reads its events */
+	int uffd;	  /* registered ranges; devmemd reads its events */
 	int staging_uffd; /* the staging slots: no events, only moves */
 	uint64_t uffd_features;
 	bool user_mode_only;
 	uint8_t *staging_map; /* the mapping, with alignment slack */
 	size_t staging_map_len;
-	uint64_t staging; /* 2 MB-aligned slots */
+	uint64_t staging;    /* 2 MB-aligned slots */
 	uint64_t warm_slots; /* slots still holding a THP of stale data: data
 			      * coming back is written into them without the
 			      * kernel zeroing a new THP first */
 	int helper_sock;
 	pthread_t helper;
 	bool helper_running;
-
 };
 
 static inline uint64_t dm_slot(const struct devmem *dm, uint32_t slot)

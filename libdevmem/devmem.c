@@ -229,9 +229,11 @@ API int devmem_migrate(devmem_t *dm, void *addr, size_t len,
 	else if (!dm->attached)
 		err = -EINVAL; /* nothing is registered */
 	else if (to == DEVMEM_TO_DEVICE)
-		err = dm_migrate_to_device(dm, (uintptr_t)addr, len, flags, res);
+		err = dm_migrate_to_device(dm, (uintptr_t)addr, len, flags,
+					   res);
 	else
-		err = dm_migrate_to_system(dm, (uintptr_t)addr, len, flags, res);
+		err = dm_migrate_to_system(dm, (uintptr_t)addr, len, flags,
+					   res);
 	pthread_mutex_unlock(&dm->lock);
 	return err;
 }

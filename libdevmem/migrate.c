@@ -55,9 +55,9 @@ static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
 	*stop = end;
 	while (at < end) {
 		uint64_t moved, vend;
-		int err = dm_uffd_move(dm->staging_uffd, dst + (at - start),
-				       at, end - at,
-				       UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &moved);
+		int err = dm_uffd_move(
+			dm->staging_uffd, dst + (at - start), at, end - at,
+			UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &moved);
 
 		at += moved;
 		if (!err)
@@ -137,7 +137,9 @@ static void add_result(struct devmem_result *res,
 static int to_device_batch(struct devmem *dm, uint64_t addr, uint64_t end,
 			   unsigned flags, struct devmem_result *res)
 {
-	struct dm_migrate m = { .addr = addr, .len = end - addr, .flags = flags };
+	struct dm_migrate m = { .addr = addr,
+				.len = end - addr,
+				.flags = flags };
 	uint64_t first = ALIGN_DOWN(addr, UNIT_SIZE), moved = 0, todo, pending;
 	struct dm_result_reply cr;
 	struct dm_msg rep;

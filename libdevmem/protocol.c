@@ -38,28 +38,33 @@ struct msg_desc {
 	uint8_t nfds;
 };
 
-#define U32(s, m) { offsetof(struct s, m), F_U32, 1 }
-#define U64(s, m) { offsetof(struct s, m), F_U64, 1 }
-#define U64N(s, m) { offsetof(struct s, m), F_U64, sizeof(((struct s *)0)->m) / 8 }
-#define U32N(s, m) { offsetof(struct s, m), F_U32, sizeof(((struct s *)0)->m) / 4 }
-#define STR(s, m) { offsetof(struct s, m), F_STR, sizeof(((struct s *)0)->m) }
+/* the braces below are initialisers, not blocks */
+/* clang-format off */
+#define FIELD(s, m, kind, n) { offsetof(struct s, m), kind, n }
+#define NMEMB(s, m, width) (sizeof(((struct s *)0)->m) / (width))
+#define U32(s, m) FIELD(s, m, F_U32, 1)
+#define U64(s, m) FIELD(s, m, F_U64, 1)
+#define U64N(s, m) FIELD(s, m, F_U64, NMEMB(s, m, 8))
+#define U32N(s, m) FIELD(s, m, F_U32, NMEMB(s, m, 4))
+#define STR(s, m) FIELD(s, m, F_STR, NMEMB(s, m, 1))
 #define LAYOUT(s, f) { f, sizeof(f) / sizeof(f[0]), sizeof(struct s) }
+/* clang-format on */
 
 static const struct field f_empty[1];
 static const struct field f_status[] = { U32(dm_status, status) };
 static const struct field f_hello[] = { U32(dm_hello, role),
 					U32(dm_hello, proto_min),
 					U32(dm_hello, proto_max) };
-static const struct field f_hello_reply[] = {
-	U32(dm_hello_reply, status), U32(dm_hello_reply, proto),
-	U32(dm_hello_reply, client_id), U64(dm_hello_reply, capacity),
-	STR(dm_hello_reply, version)
-};
-static const struct field f_attach[] = {
-	U64(dm_attach, uffd_features), U32(dm_attach, uffd_flags),
-	U32(dm_attach, nslots), U32(dm_attach, nfault_slots),
-	U64(dm_attach, staging)
-};
+static const struct field f_hello_reply[] = { U32(dm_hello_reply, status),
+					      U32(dm_hello_reply, proto),
+					      U32(dm_hello_reply, client_id),
+					      U64(dm_hello_reply, capacity),
+					      STR(dm_hello_reply, version) };
+static const struct field f_attach[] = { U64(dm_attach, uffd_features),
+					 U32(dm_attach, uffd_flags),
+					 U32(dm_attach, nslots),
+					 U32(dm_attach, nfault_slots),
+					 U64(dm_attach, staging) };
 static const struct field f_range[] = { U64(dm_range, addr),
 					U64(dm_range, len) };
 static const struct field f_migrate[] = {
@@ -71,8 +76,8 @@ static const struct field f_begin_reply[] = { U32(dm_begin_reply, status),
 					      U64(dm_begin_reply, units) };
 static const struct field f_result_reply[] = {
 	U32(dm_result_reply, status), U32(dm_result_reply, nmoves),
-	U64(dm_result_reply, pages), U64(dm_result_reply, huge),
-	U64(dm_result_reply, split), U64(dm_result_reply, faults),
+	U64(dm_result_reply, pages),  U64(dm_result_reply, huge),
+	U64(dm_result_reply, split),  U64(dm_result_reply, faults),
 	U64(dm_result_reply, next),   U64(dm_result_reply, units),
 	U64(dm_result_reply, failed), U64(dm_result_reply, thp)
 };
@@ -96,14 +101,14 @@ static const struct field f_policy[] = { U32(dm_policy, set),
 static const struct field f_policy_reply[] = { U32(dm_policy_reply, status),
 					       U32N(dm_policy_reply, value) };
 static const struct field f_status_reply[] = {
-	U32(dm_status_reply, status),	      U32(dm_status_reply, pid),
-	U64(dm_status_reply, capacity),	      U64(dm_status_reply, used),
-	U64(dm_status_reply, free_pages),     U64(dm_status_reply, metadata_bytes),
-	U64N(dm_status_reply, nr_free),	      U32(dm_status_reply, fragmentation),
-	U32(dm_status_reply, node),	      U32(dm_status_reply, nclients),
-	U32N(dm_status_reply, policy),	      U64(dm_status_reply, uptime_ms),
-	U64N(dm_status_reply, counters),      STR(dm_status_reply, version),
-	STR(dm_status_reply, socket),	      STR(dm_status_reply, topology),
+	U32(dm_status_reply, status),	  U32(dm_status_reply, pid),
+	U64(dm_status_reply, capacity),	  U64(dm_status_reply, used),
+	U64(dm_status_reply, free_pages), U64(dm_status_reply, metadata_bytes),
+	U64N(dm_status_reply, nr_free),	  U32(dm_status_reply, fragmentation),
+	U32(dm_status_reply, node),	  U32(dm_status_reply, nclients),
+	U32N(dm_status_reply, policy),	  U64(dm_status_reply, uptime_ms),
+	U64N(dm_status_reply, counters),  STR(dm_status_reply, version),
+	STR(dm_status_reply, socket),	  STR(dm_status_reply, topology),
 	STR(dm_status_reply, cpus)
 };
 static const struct field f_client_info[] = {
@@ -122,16 +127,18 @@ static const struct field f_helper_reply[] = { U32(dm_helper_reply, status),
 					       U32(dm_helper_reply, pad),
 					       U64(dm_helper_reply, moved) };
 
+/* clang-format off */
 #define NOBODY { f_empty, 0, 0 }
 #define NOTAIL { NULL, 0, 0 }
+/* clang-format on */
 #define STATUS_ONLY LAYOUT(dm_status, f_status)
 
 static const struct msg_desc requests[DM_TYPE_MAX] = {
 	[DM_HELLO] = { "hello", LAYOUT(dm_hello, f_hello), NOTAIL, 0, 0 },
 	[DM_ATTACH] = { "attach", LAYOUT(dm_attach, f_attach), NOTAIL, 0, 2 },
 	[DM_REGISTER] = { "register", LAYOUT(dm_range, f_range), NOTAIL, 0, 0 },
-	[DM_UNREGISTER] = { "unregister", LAYOUT(dm_range, f_range), NOTAIL,
-			    0, 0 },
+	[DM_UNREGISTER] = { "unregister", LAYOUT(dm_range, f_range), NOTAIL, 0,
+			    0 },
 	[DM_MIGRATE_BEGIN] = { "migrate-begin", LAYOUT(dm_migrate, f_migrate),
 			       NOTAIL, 0, 0 },
 	[DM_MIGRATE_COMMIT] = { "migrate-commit", LAYOUT(dm_migrate, f_migrate),
@@ -185,8 +192,11 @@ static const struct msg_desc replies[DM_TYPE_MAX] = {
 	[DM_DEVICE_WRITE] = { "device-write",
 			      LAYOUT(dm_result_reply, f_result_reply), NOTAIL,
 			      0, 0 },
-	[DM_SNAPSHOT] = { "snapshot", STATUS_ONLY, { f_byte, 1, 1 },
-			  DM_MAX_SNAPSHOT, 0 },
+	[DM_SNAPSHOT] = { "snapshot",
+			  STATUS_ONLY,
+			  { f_byte, 1, 1 },
+			  DM_MAX_SNAPSHOT,
+			  0 },
 	[DM_STATS] = { "stats", LAYOUT(dm_stats_reply, f_stats_reply), NOTAIL,
 		       0, 0 },
 	[DM_INJECT] = { "inject", STATUS_ONLY, NOTAIL, 0, 0 },
@@ -345,7 +355,8 @@ ssize_t dm_encode(void *buf, size_t size, uint16_t type, uint32_t id,
 	}
 	for (uint32_t i = 0; i < ntail; i++) {
 		put_layout(p, &d->tail,
-			   (const uint8_t *)tail + (size_t)i * d->tail.host_size);
+			   (const uint8_t *)tail +
+				   (size_t)i * d->tail.host_size);
 		p += elem_len;
 	}
 	return (ssize_t)len;

@@ -22,7 +22,7 @@
 #define DM_REPLY 0x8000
 #define DM_HDR_SIZE 16
 #define DM_MAX_MSG (1u << 17) /* header included; fits one SEQPACKET record */
-#define DM_MAX_REQUEST 4096 /* largest client -> daemon message */
+#define DM_MAX_REQUEST 4096   /* largest client -> daemon message */
 #define DM_MAX_FDS 2
 
 #define DM_MAX_BATCH 64 /* 2 MB units per migration batch (one u64 bitmap) */
@@ -44,10 +44,10 @@ enum dm_type {
 	DM_ATTACH, /* fds: the process's userfaultfd, the helper socket */
 	DM_REGISTER,
 	DM_UNREGISTER,
-	DM_MIGRATE_BEGIN, /* to device, phase 1: claim units */
+	DM_MIGRATE_BEGIN,  /* to device, phase 1: claim units */
 	DM_MIGRATE_COMMIT, /* to device, phase 2: copy the staged pages */
 	DM_MIGRATE_FINISH, /* to device, phase 3: pages left in place dropped */
-	DM_MIGRATE_BACK, /* to system */
+	DM_MIGRATE_BACK,   /* to system */
 	DM_MIGRATE_BACK_DONE,
 	DM_DEVICE_READ,
 	DM_DEVICE_WRITE,
@@ -59,7 +59,7 @@ enum dm_type {
 	DM_POLICY,
 	DM_HELPER_MOVE, /* devmemd -> the client's helper thread */
 	DM_RANGES, /* the client's registered ranges (from an address on) */
-	DM_EVICT, /* bring every client's device memory back (devmemctl) */
+	DM_EVICT,  /* bring every client's device memory back (devmemctl) */
 	DM_TYPE_MAX
 };
 
@@ -90,9 +90,9 @@ struct dm_hello_reply {
 struct dm_attach {
 	uint64_t uffd_features;
 	uint32_t uffd_flags;
-	uint32_t nslots; /* migration staging slots, 2 MB each */
+	uint32_t nslots;       /* migration staging slots, 2 MB each */
 	uint32_t nfault_slots; /* slots the daemon may use for faults */
-	uint64_t staging; /* 2 MB-aligned: nslots + nfault_slots slots */
+	uint64_t staging;      /* 2 MB-aligned: nslots + nfault_slots slots */
 };
 
 struct dm_range {
@@ -101,9 +101,9 @@ struct dm_range {
 
 struct dm_migrate {
 	uint64_t addr, len;
-	uint32_t flags; /* DEVMEM_MIGRATE_* */
+	uint32_t flags;	 /* DEVMEM_MIGRATE_* */
 	uint32_t nslots; /* BACK: staging slots the daemon may fill */
-	uint64_t units; /* COMMIT: bitmap of units the client moved */
+	uint64_t units;	 /* COMMIT: bitmap of units the client moved */
 };
 
 /* BEGIN reply: which of the batch's 2 MB units the client must move out to
@@ -118,12 +118,12 @@ struct dm_result_reply {
 	int32_t status;
 	uint32_t nmoves; /* BACK: number of tail entries */
 	uint64_t pages, huge, split, faults;
-	uint64_t next; /* BACK: where the daemon stopped (== end when done) */
-	uint64_t units; /* COMMIT: units whose pages were copied in place and
+	uint64_t next;	 /* BACK: where the daemon stopped (== end when done) */
+	uint64_t units;	 /* COMMIT: units whose pages were copied in place and
 			 * must be dropped by the client before FINISH */
 	uint64_t failed; /* COMMIT: units the device did not take: the client
 			  * moves them back from its slots before FINISH */
-	uint64_t thp; /* COMMIT: units whose slot holds a whole THP, worth
+	uint64_t thp;	 /* COMMIT: units whose slot holds a whole THP, worth
 		       * keeping to receive data coming back */
 };
 
@@ -156,9 +156,9 @@ struct dm_inject {
 
 enum dm_policy_kind {
 	DM_POL_GRANULARITY, /* auto, 4k */
-	DM_POL_FAULT, /* folio, 4k */
-	DM_POL_FREE, /* whole, split */
-	DM_POL_ON_FULL, /* evict, fail */
+	DM_POL_FAULT,	    /* folio, 4k */
+	DM_POL_FREE,	    /* whole, split */
+	DM_POL_ON_FULL,	    /* evict, fail */
 	DM_POL_MAX
 };
 

@@ -29,7 +29,7 @@
  * registered ranges, moves, poison and the events devmemd needs to follow
  * munmap, MADV_DONTNEED/FREE and mremap; on the staging fd, moves only, so
  * that dropping staged pages never waits for devmemd. */
-#define RANGE_FEATURES                                                    \
+#define RANGE_FEATURES                                                        \
 	(UFFD_FEATURE_MOVE | UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_UNMAP | \
 	 UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_REMAP)
 #define STAGING_FEATURES UFFD_FEATURE_MOVE
@@ -200,7 +200,8 @@ static void daemon_lost(struct devmem *dm)
 				end = e;
 				continue;
 			}
-			if (!strncmp(line, "VmFlags:", 8) && strstr(line, " um"))
+			if (!strncmp(line, "VmFlags:", 8) &&
+			    strstr(line, " um"))
 				poison_range(dm->uffd, start, end);
 		}
 		fclose(f);
@@ -243,10 +244,9 @@ static void *helper_main(void *arg)
 		} else {
 			/* devmemd wakes the faulting threads once it has
 			 * taken note */
-			rep.status = dm_uffd_move(dm->uffd, m.u.helper_move.dst,
-						  src, len,
-						  UFFDIO_MOVE_MODE_DONTWAKE,
-						  &rep.moved);
+			rep.status = dm_uffd_move(
+				dm->uffd, m.u.helper_move.dst, src, len,
+				UFFDIO_MOVE_MODE_DONTWAKE, &rep.moved);
 			/* no event comes of it: the slots are on the staging
 			 * fd, so this cannot wait for devmemd */
 			/* the slot is empty afterwards, whatever happened */
@@ -305,8 +305,8 @@ int dm_attach(struct devmem *dm)
 			       &dm->user_mode_only);
 	err = dm->uffd < 0 ? dm->uffd : 0;
 	if (!err) {
-		dm->staging_uffd = uffd_create(STAGING_FEATURES,
-					       &staging_features, &umo);
+		dm->staging_uffd =
+			uffd_create(STAGING_FEATURES, &staging_features, &umo);
 		err = dm->staging_uffd < 0 ? dm->staging_uffd : 0;
 	}
 	if (!err)

@@ -163,8 +163,8 @@ void *map_aligned(size_t len, int prot, bool huge)
 		munmap(raw, p - raw);
 	if (raw + len + MB2 > p + len)
 		munmap(p + len, raw + len + MB2 - (p + len));
-	ck_assert_int_eq(madvise(p, len, huge ? MADV_HUGEPAGE :
-						MADV_NOHUGEPAGE), 0);
+	ck_assert_int_eq(
+		madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE), 0);
 	if (prot != (PROT_READ | PROT_WRITE))
 		ck_assert_int_eq(mprotect(p, len, prot), 0);
 	return p;

@@ -135,7 +135,7 @@ static void check_info_eq(const struct buddy_info *a,
 
 START_TEST(test_init_sizes)
 {
-	static const uint64_t sizes[] = {512, 1, 513, 1000, 262144};
+	static const uint64_t sizes[] = { 512, 1, 513, 1000, 262144 };
 	struct buddy b;
 	struct buddy_info info;
 
@@ -171,8 +171,8 @@ START_TEST(test_init_sizes)
 		static const struct {
 			unsigned order;
 			uint32_t dpfn;
-		} want[] = {{3, 992}, {5, 960}, {6, 896},
-			    {7, 768}, {8, 512}, {9, 0}};
+		} want[] = { { 3, 992 }, { 5, 960 }, { 6, 896 },
+			     { 7, 768 }, { 8, 512 }, { 9, 0 } };
 		uint32_t d;
 
 		for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -582,7 +582,7 @@ static void model_mark(struct model *m, uint32_t dpfn, unsigned order)
 		REQUIRE(!model_test(m, p)); /* overlap */
 		m->used[p / 64] |= 1ull << (p % 64);
 	}
-	m->blocks[m->nblocks++] = (struct mblock){dpfn, order, 1u << order};
+	m->blocks[m->nblocks++] = (struct mblock){ dpfn, order, 1u << order };
 	m->alloc_pages += 1u << order;
 }
 
@@ -668,8 +668,9 @@ static void model_check_full(struct buddy *b, const struct model *m)
 static unsigned random_order(uint64_t *rs)
 {
 	/* biased to small orders, with some huge ones */
-	static const unsigned char cdf[BUDDY_NR_ORDERS] = {45, 60, 70, 76, 80,
-							   83, 86, 89, 92, 100};
+	static const unsigned char cdf[BUDDY_NR_ORDERS] = {
+		45, 60, 70, 76, 80, 83, 86, 89, 92, 100
+	};
 	unsigned r = (unsigned)(xorshift64(rs) % 100);
 	unsigned o = 0;
 
@@ -796,8 +797,8 @@ static void random_run(uint32_t npages, uint64_t seed, unsigned nops)
 
 START_TEST(test_random)
 {
-	static const uint64_t seeds[] = {1, 0x9e3779b97f4a7c15ull,
-					 0xdeadbeefcafef00dull, 42};
+	static const uint64_t seeds[] = { 1, 0x9e3779b97f4a7c15ull,
+					  0xdeadbeefcafef00dull, 42 };
 
 	random_run(4096, seeds[_i], 200000);
 }
@@ -852,7 +853,8 @@ static void *thread_fn(void *arg)
 				if (atomic_exchange(&t->owner[p], t->id))
 					atomic_fetch_add(t->errors, 1);
 			}
-			live[nlive++] = (struct mblock){d, order, 1u << order};
+			live[nlive++] =
+				(struct mblock){ d, order, 1u << order };
 		} else if (nlive) {
 			unsigned i = (unsigned)(xorshift64(&rs) % nlive);
 			struct mblock *blk = &live[i];
@@ -888,7 +890,7 @@ START_TEST(test_threads)
 		atomic_init(&owner[p], 0);
 	ck_assert_int_eq(buddy_init(&b, npages), 0);
 	for (unsigned i = 0; i < NR_THREADS; i++) {
-		ctx[i] = (struct thread_ctx){&b, owner, &errors, i + 1};
+		ctx[i] = (struct thread_ctx){ &b, owner, &errors, i + 1 };
 		ck_assert_int_eq(
 			pthread_create(&tid[i], NULL, thread_fn, &ctx[i]), 0);
 	}

@@ -46,7 +46,7 @@
 static struct daemon D;
 
 /* for tests where devmemd has good reason to complain */
-static const char *const quiet_args[] = {"--log-level", "error", NULL};
+static const char *const quiet_args[] = { "--log-level", "error", NULL };
 
 /* ---- what a failed test leaves behind ----
  *
@@ -231,9 +231,9 @@ static int run(const char *const *argv, char *out, size_t outlen, char *err,
 	posix_spawn_file_actions_t fa;
 	int po[2], pe[2], status;
 	struct pollfd pf[2];
-	size_t n[2] = {0, 0};
-	char *buf[2] = {out, err};
-	size_t cap[2] = {outlen, errlen};
+	size_t n[2] = { 0, 0 };
+	char *buf[2] = { out, err };
+	size_t cap[2] = { outlen, errlen };
 	pid_t pid;
 
 	ck_assert_int_eq(pipe2(po, O_CLOEXEC), 0);
@@ -247,8 +247,8 @@ static int run(const char *const *argv, char *out, size_t outlen, char *err,
 	posix_spawn_file_actions_destroy(&fa);
 	close(po[1]);
 	close(pe[1]);
-	pf[0] = (struct pollfd){po[0], POLLIN, 0};
-	pf[1] = (struct pollfd){pe[0], POLLIN, 0};
+	pf[0] = (struct pollfd){ po[0], POLLIN, 0 };
+	pf[1] = (struct pollfd){ pe[0], POLLIN, 0 };
 	while (pf[0].fd >= 0 || pf[1].fd >= 0) {
 		int r = poll(pf, 2, 20000);
 
@@ -310,7 +310,7 @@ static int run_devmemd(const char *const *args, char *out, size_t outlen,
 {
 	const char *argv[40];
 
-	cat_argv(argv, 40, (const char *const[]){devmemd_bin(), NULL}, args);
+	cat_argv(argv, 40, (const char *const[]){ devmemd_bin(), NULL }, args);
 	return run(argv, out, outlen, err, errlen);
 }
 
@@ -322,18 +322,18 @@ static int run_ctl(const char *sock, const char *const *args, char *out,
 
 	if (sock)
 		cat_argv(argv, 40,
-			 (const char *const[]){devmemctl_bin(), "--socket",
-					       sock, NULL},
+			 (const char *const[]){ devmemctl_bin(), "--socket",
+						sock, NULL },
 			 args);
 	else
-		cat_argv(argv, 40, (const char *const[]){devmemctl_bin(), NULL},
-			 args);
+		cat_argv(argv, 40,
+			 (const char *const[]){ devmemctl_bin(), NULL }, args);
 	return run(argv, out, outlen, err, errlen);
 }
 
 static bool accepts(const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	bool ok;
 
@@ -361,14 +361,14 @@ static void dstart(struct daemon *d, bool socket_opt, const char *const *args,
 		   const struct spawn *base)
 {
 	const char *argv[40];
-	struct spawn sp = base ? *base : (struct spawn){0};
-	const char *pre[] = {devmemd_bin(),
-			     "--foreground",
-			     "--log-level",
-			     env_or("DEVMEMD_LOG_LEVEL", "warn"),
-			     socket_opt ? "--socket" : NULL,
-			     d->sock,
-			     NULL};
+	struct spawn sp = base ? *base : (struct spawn){ 0 };
+	const char *pre[] = { devmemd_bin(),
+			      "--foreground",
+			      "--log-level",
+			      env_or("DEVMEMD_LOG_LEVEL", "warn"),
+			      socket_opt ? "--socket" : NULL,
+			      d->sock,
+			      NULL };
 
 	cat_argv(argv, 40, pre, args);
 	sp.argv = argv;
@@ -781,7 +781,7 @@ static uint64_t status_field(const struct daemon *d, const char *key)
 	char out[8192];
 
 	ctl_ok(d, out, sizeof(out),
-	       (const char *const[]){"--json", "status", NULL});
+	       (const char *const[]){ "--json", "status", NULL });
 	return json_u64(out, key);
 }
 
@@ -794,7 +794,7 @@ static bool wait_client_pids(const struct daemon *d, const pid_t *want,
 		int n, match = 0;
 
 		ctl_ok(d, out, outlen,
-		       (const char *const[]){"--json", "clients", NULL});
+		       (const char *const[]){ "--json", "clients", NULL });
 		n = json_pids(out, got, 64);
 		for (int k = 0; k < n; k++)
 			for (int j = 0; j < nwant; j++)
@@ -820,8 +820,8 @@ static uint8_t rawbuf[DM_MAX_MSG];
 
 static int raw_connect(const char *path)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct timeval tv = {.tv_sec = 10};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 10 };
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 
 	ck_assert_int_ge(fd, 0);
@@ -851,8 +851,8 @@ static void send_record(int sock, const void *buf, size_t len, const int *fds,
 		char buf[CMSG_SPACE(sizeof(int) * 4)];
 		struct cmsghdr align;
 	} ctl;
-	struct iovec iov = {(void *)buf, len};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct iovec iov = { (void *)buf, len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 
 	if (nfds) {
 		struct cmsghdr *cm;
@@ -896,7 +896,7 @@ static int raw_call(int fd, uint16_t type, const void *body, const void *tail,
 
 static void raw_hello(int fd, uint32_t role)
 {
-	struct dm_hello h = {role, DM_PROTO_VERSION, DM_PROTO_VERSION};
+	struct dm_hello h = { role, DM_PROTO_VERSION, DM_PROTO_VERSION };
 
 	ck_assert_int_eq(raw_call(fd, DM_HELLO, &h, NULL, 0, NULL, 0, NULL), 0);
 }
@@ -908,7 +908,7 @@ static void expect_rejected(int fd, const char *what)
 	bool answered = false;
 
 	for (;;) {
-		struct pollfd pf = {fd, POLLIN, 0};
+		struct pollfd pf = { fd, POLLIN, 0 };
 		int r = poll(&pf, 1, answered ? 500 : 5000);
 		struct dm_msg m;
 		ssize_t n;
@@ -941,7 +941,7 @@ static void expect_rejected(int fd, const char *what)
 
 START_TEST(test_connect_stats)
 {
-	static const char *const args[] = {"--size", "256M", NULL};
+	static const char *const args[] = { "--size", "256M", NULL };
 	struct devmem_stats st;
 	devmem_t *dm, *other;
 	char out[8192];
@@ -988,7 +988,7 @@ END_TEST
 START_TEST(test_connect_nobody_listens)
 {
 	char dir[] = "/tmp/devmem-test-XXXXXX", path[108], lng[300];
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	devmem_t *dm = (devmem_t *)&dm; /* devmem_connect must clear it */
 	const char *msg;
 	int err, fd;
@@ -1037,7 +1037,7 @@ struct saved_env {
 	char *v[2];
 };
 
-static const char *const env_names[2] = {"DEVMEM_SOCKET", "XDG_RUNTIME_DIR"};
+static const char *const env_names[2] = { "DEVMEM_SOCKET", "XDG_RUNTIME_DIR" };
 
 static struct saved_env env_save(void)
 {
@@ -1064,7 +1064,7 @@ static void env_restore(struct saved_env *s)
 
 START_TEST(test_connect_env)
 {
-	static const char *const args[] = {"--size", "64M", NULL};
+	static const char *const args[] = { "--size", "64M", NULL };
 	struct saved_env saved = env_save();
 	char bogus[128];
 	devmem_t *dm;
@@ -1103,7 +1103,7 @@ END_TEST
  * path: $XDG_RUNTIME_DIR/devmemd.sock, else /tmp/devmemd-$UID.sock */
 START_TEST(test_connect_default_path)
 {
-	static const char *const args[] = {"--size", "64M", NULL};
+	static const char *const args[] = { "--size", "64M", NULL };
 	struct saved_env saved = env_save();
 	char xdg_env[128], out[8192], err_out[4096];
 	struct daemon d;
@@ -1113,15 +1113,15 @@ START_TEST(test_connect_default_path)
 	private_dir(&d);
 	snprintf(xdg_env, sizeof(xdg_env), "XDG_RUNTIME_DIR=%s", d.dir);
 	dstart(&d, false, args,
-	       &(struct spawn){.env = (const char *const[]){
-				       xdg_env, "DEVMEM_SOCKET", NULL}});
+	       &(struct spawn){ .env = (const char *const[]){
+					xdg_env, "DEVMEM_SOCKET", NULL } });
 	unsetenv("DEVMEM_SOCKET");
 	setenv("XDG_RUNTIME_DIR", d.dir, 1);
 	err = devmem_connect(NULL, &dm);
 	ck_assert_msg(!err, "devmem_connect(NULL): %s", devmem_strerror(err));
 	ck_assert_uint_eq(stats_of(dm).capacity, 64ul << 20);
 	/* devmemctl finds it the same way */
-	ck_assert_int_eq(run_ctl(NULL, (const char *const[]){"status", NULL},
+	ck_assert_int_eq(run_ctl(NULL, (const char *const[]){ "status", NULL },
 				 out, sizeof(out), err_out, sizeof(err_out)),
 			 0);
 	ck_assert_ptr_nonnull(strstr(out, d.sock));
@@ -1144,9 +1144,9 @@ START_TEST(test_connect_default_path)
 	}
 	left_path(d.sock, true);
 	dstart(&d, false, args,
-	       &(struct spawn){.env = (const char *const[]){"XDG_RUNTIME_DIR",
-							    "DEVMEM_SOCKET",
-							    NULL}});
+	       &(struct spawn){ .env = (const char *const[]){ "XDG_RUNTIME_DIR",
+							      "DEVMEM_SOCKET",
+							      NULL } });
 	unsetenv("DEVMEM_SOCKET");
 	unsetenv("XDG_RUNTIME_DIR");
 	err = devmem_connect(NULL, &dm);
@@ -1485,7 +1485,7 @@ static void kill_one(devmem_t *obs, bool loop, unsigned delay_us,
 		dying_child(D.sock, pfd[1], loop);
 	}
 	close(pfd[1]);
-	pf = (struct pollfd){pfd[0], POLLIN, 0};
+	pf = (struct pollfd){ pfd[0], POLLIN, 0 };
 	ck_assert_msg(poll(&pf, 1, 20000) == 1, "%s: the child did not report",
 		      ctx);
 	if (read(pfd[0], &ch, 1) != 1) {
@@ -1701,18 +1701,19 @@ static void put32(uint8_t *p, uint32_t v)
 
 static void send_all_garbage(unsigned *seed)
 {
-	struct dm_hello hello = {DM_ROLE_CONTROL, DM_PROTO_VERSION,
-				 DM_PROTO_VERSION};
-	struct dm_attach att = {0, 0, 32, 4, 1ull << 40};
-	struct dm_stats_reply srep = {0, DM_STATS_FIELDS, {0}};
-	struct dm_helper_move hm = {0, 0, PG};
+	struct dm_hello hello = { DM_ROLE_CONTROL, DM_PROTO_VERSION,
+				  DM_PROTO_VERSION };
+	struct dm_attach att = { 0, 0, 32, 4, 1ull << 40 };
+	struct dm_stats_reply srep = { 0, DM_STATS_FIELDS, { 0 } };
+	struct dm_helper_move hm = { 0, 0, PG };
 	uint8_t good[64], m[256], big[65536];
 	size_t hn = enc(good, sizeof(good), DM_HELLO, 1, &hello, NULL, 0);
 	size_t n = hn, k;
-	static const uint16_t bad_types[] = {0, DM_TYPE_MAX, 0x7fff, 0xffff,
-					     DM_REPLY};
+	static const uint16_t bad_types[] = { 0, DM_TYPE_MAX, 0x7fff, 0xffff,
+					      DM_REPLY };
 	static const uint32_t bad_lens[] = {
-		0, DM_HDR_SIZE, 27, 29, 36, 4096, DM_MAX_MSG + 1, 0xffffffff};
+		0, DM_HDR_SIZE, 27, 29, 36, 4096, DM_MAX_MSG + 1, 0xffffffff
+	};
 
 	/* random bytes, some behind a plausible header */
 	for (int i = 0; i < 40; i++) {
@@ -1765,7 +1766,7 @@ static void send_all_garbage(unsigned *seed)
 	/* out of order */
 	n = enc(m, sizeof(m), DM_STATS, 1, NULL, NULL, 0);
 	garbage("STATS before HELLO", PRE_NONE, m, n, 0);
-	n = enc(m, sizeof(m), DM_REGISTER, 1, &(struct dm_range){0, PG}, NULL,
+	n = enc(m, sizeof(m), DM_REGISTER, 1, &(struct dm_range){ 0, PG }, NULL,
 		0);
 	garbage("REGISTER before HELLO", PRE_NONE, m, n, 0);
 	n = enc(m, sizeof(m), DM_ATTACH, 1, &att, NULL, 0);
@@ -1790,11 +1791,11 @@ static void send_all_garbage(unsigned *seed)
 	hello.role = 7;
 	n = enc(m, sizeof(m), DM_HELLO, 1, &hello, NULL, 0);
 	garbage("HELLO with a bad role", PRE_NONE, m, n, 0);
-	hello = (struct dm_hello){DM_ROLE_CLIENT, DM_PROTO_VERSION + 1,
-				  DM_PROTO_VERSION + 5};
+	hello = (struct dm_hello){ DM_ROLE_CLIENT, DM_PROTO_VERSION + 1,
+				   DM_PROTO_VERSION + 5 };
 	n = enc(m, sizeof(m), DM_HELLO, 1, &hello, NULL, 0);
 	garbage("HELLO with a future protocol", PRE_NONE, m, n, 0);
-	hello = (struct dm_hello){DM_ROLE_CLIENT, 0, 0};
+	hello = (struct dm_hello){ DM_ROLE_CLIENT, 0, 0 };
 	n = enc(m, sizeof(m), DM_HELLO, 1, &hello, NULL, 0);
 	garbage("HELLO with protocol 0", PRE_NONE, m, n, 0);
 }
@@ -1829,10 +1830,10 @@ END_TEST
  * answer, and nothing breaks */
 START_TEST(test_unattached_requests)
 {
-	struct dm_migrate mg = {1ull << 30, MB2, 0, 32, 1};
-	struct dm_move mv = {1ull << 30, 0, 0, 0};
-	struct dm_range rg = {1ull << 30, MB2};
-	struct dm_access ac = {1ull << 30, PG, 1ull << 31};
+	struct dm_migrate mg = { 1ull << 30, MB2, 0, 32, 1 };
+	struct dm_move mv = { 1ull << 30, 0, 0, 0 };
+	struct dm_range rg = { 1ull << 30, MB2 };
+	struct dm_access ac = { 1ull << 30, PG, 1ull << 31 };
 	struct dm_policy pol;
 	struct dm_msg rep;
 	int fd;
@@ -1863,23 +1864,24 @@ START_TEST(test_unattached_requests)
 	ck_assert_int_lt(
 		raw_call(fd, DM_DEVICE_WRITE, &ac, NULL, 0, NULL, 0, NULL), 0);
 	ck_assert_int_lt(raw_call(fd, DM_SNAPSHOT,
-				  &(struct dm_snapshot){1ull << 30, 1}, NULL, 0,
-				  NULL, 0, NULL),
+				  &(struct dm_snapshot){ 1ull << 30, 1 }, NULL,
+				  0, NULL, 0, NULL),
 			 0);
-	ck_assert_int_lt(raw_call(fd, DM_SNAPSHOT,
-				  &(struct dm_snapshot){1ull << 30, 1ull << 40},
-				  NULL, 0, NULL, 0, NULL),
-			 0);
-	ck_assert_int_eq(raw_call(fd, DM_INJECT, &(struct dm_inject){99, 1},
+	ck_assert_int_lt(
+		raw_call(fd, DM_SNAPSHOT,
+			 &(struct dm_snapshot){ 1ull << 30, 1ull << 40 }, NULL,
+			 0, NULL, 0, NULL),
+		0);
+	ck_assert_int_eq(raw_call(fd, DM_INJECT, &(struct dm_inject){ 99, 1 },
 				  NULL, 0, NULL, 0, NULL),
 			 -EINVAL);
-	pol = (struct dm_policy){1, DM_POL_MAX, 0};
+	pol = (struct dm_policy){ 1, DM_POL_MAX, 0 };
 	ck_assert_int_eq(raw_call(fd, DM_POLICY, &pol, NULL, 0, NULL, 0, NULL),
 			 -EINVAL);
-	pol = (struct dm_policy){1, DM_POL_FREE, 5};
+	pol = (struct dm_policy){ 1, DM_POL_FREE, 5 };
 	ck_assert_int_eq(raw_call(fd, DM_POLICY, &pol, NULL, 0, NULL, 0, NULL),
 			 -EINVAL);
-	pol = (struct dm_policy){0, 0, 0};
+	pol = (struct dm_policy){ 0, 0, 0 };
 	ck_assert_int_eq(raw_call(fd, DM_POLICY, &pol, NULL, 0, NULL, 0, &rep),
 			 0);
 	ck_assert_uint_eq(rep.u.policy_reply.value[DM_POL_FREE], 0); /* whole */
@@ -1911,8 +1913,8 @@ END_TEST
 START_TEST(test_flood)
 {
 	enum { NFLOOD = 6, MAXREQ = 20000 };
-	int fl[NFLOOD], sent[NFLOOD] = {0}, answered[NFLOOD] = {0};
-	bool dropped[NFLOOD] = {false};
+	int fl[NFLOOD], sent[NFLOOD] = { 0 }, answered[NFLOOD] = { 0 };
+	bool dropped[NFLOOD] = { false };
 	uint64_t t0, worst = 0;
 	unsigned long before;
 	struct busy b;
@@ -1971,7 +1973,7 @@ START_TEST(test_flood)
 	/* each flooder was either dropped, or gets its replies in order */
 	for (int i = 0; i < NFLOOD; i++) {
 		for (;;) {
-			struct pollfd pf = {fl[i], POLLIN, 0};
+			struct pollfd pf = { fl[i], POLLIN, 0 };
 			struct dm_msg m;
 			ssize_t n;
 
@@ -2020,8 +2022,8 @@ static struct dm_attach raw_attach_body(bool bad_slots)
 
 	if (!staging)
 		staging = map_aligned(MB2, RW, false);
-	return (struct dm_attach){0, 0, bad_slots ? 0 : 32, 4,
-				  (uint64_t)(uintptr_t)staging};
+	return (struct dm_attach){ 0, 0, bad_slots ? 0 : 32, 4,
+				   (uint64_t)(uintptr_t)staging };
 }
 
 /* ATTACH refused again and again on one connection: devmemd must not keep
@@ -2097,11 +2099,11 @@ END_TEST
 START_TEST(test_busy_connection_refuses)
 {
 	struct dm_attach att = raw_attach_body(false);
-	struct dm_migrate mig = {0};
+	struct dm_migrate mig = { 0 };
 	struct dm_range reg;
 	struct dm_access acc;
 	int fds[2], sv[2], fd, uffd;
-	struct uffdio_api api = {.api = UFFD_API};
+	struct uffdio_api api = { .api = UFFD_API };
 	char *p = map_aligned(MB2, RW, false), buf[64];
 
 	start(&D, quiet_args);
@@ -2116,29 +2118,32 @@ START_TEST(test_busy_connection_refuses)
 	fds[1] = sv[1];
 	ck_assert_int_eq(raw_call(fd, DM_ATTACH, &att, NULL, 0, fds, 2, NULL),
 			 0);
-	reg = (struct dm_range){(uintptr_t)p, MB2};
-	ck_assert_int_eq(raw_call(fd, DM_REGISTER, &reg, NULL, 0, NULL, 0, NULL),
-			 0);
+	reg = (struct dm_range){ (uintptr_t)p, MB2 };
+	ck_assert_int_eq(
+		raw_call(fd, DM_REGISTER, &reg, NULL, 0, NULL, 0, NULL), 0);
 	memset(p, 1, MB2);
 	mig.addr = (uintptr_t)p;
 	mig.len = MB2;
 	ck_assert_int_eq(
-		raw_call(fd, DM_MIGRATE_BEGIN, &mig, NULL, 0, NULL, 0, NULL), 0);
+		raw_call(fd, DM_MIGRATE_BEGIN, &mig, NULL, 0, NULL, 0, NULL),
+		0);
 	/* the unit is busy until COMMIT, which only this connection sends */
-	acc = (struct dm_access){(uintptr_t)p, sizeof(buf), (uintptr_t)buf};
+	acc = (struct dm_access){ (uintptr_t)p, sizeof(buf), (uintptr_t)buf };
 	ck_assert_int_eq(
 		raw_call(fd, DM_DEVICE_READ, &acc, NULL, 0, NULL, 0, NULL),
 		-EBUSY);
-	reg = (struct dm_range){(uintptr_t)map_aligned(MB2, RW, false), MB2};
-	ck_assert_int_eq(raw_call(fd, DM_REGISTER, &reg, NULL, 0, NULL, 0, NULL),
-			 -EBUSY);
+	reg = (struct dm_range){ (uintptr_t)map_aligned(MB2, RW, false), MB2 };
+	ck_assert_int_eq(
+		raw_call(fd, DM_REGISTER, &reg, NULL, 0, NULL, 0, NULL),
+		-EBUSY);
 	ck_assert_int_eq(
 		raw_call(fd, DM_MIGRATE_BEGIN, &mig, NULL, 0, NULL, 0, NULL),
 		-EBUSY);
 	/* nothing moved: COMMIT lets the unit go */
 	mig.units = 0;
 	ck_assert_int_eq(
-		raw_call(fd, DM_MIGRATE_COMMIT, &mig, NULL, 0, NULL, 0, NULL), 0);
+		raw_call(fd, DM_MIGRATE_COMMIT, &mig, NULL, 0, NULL, 0, NULL),
+		0);
 	ck_assert_int_eq(
 		raw_call(fd, DM_DEVICE_READ, &acc, NULL, 0, NULL, 0, NULL), 0);
 	ck_assert_int_eq(buf[0], 1);
@@ -2160,8 +2165,8 @@ START_TEST(test_second_daemon)
 
 	start(&D, NULL);
 	ck_assert_int_eq(
-		run_devmemd((const char *const[]){"--foreground", "--socket",
-						  D.sock, NULL},
+		run_devmemd((const char *const[]){ "--foreground", "--socket",
+						   D.sock, NULL },
 			    out, sizeof(out), err, sizeof(err)),
 		1);
 	ck_assert_msg(strstr(err, D.sock) || strstr(err, "already"),
@@ -2170,7 +2175,7 @@ START_TEST(test_second_daemon)
 		      "stderr: %s", err);
 	/* in the background too: the starting command fails */
 	ck_assert_int_eq(
-		run_devmemd((const char *const[]){"--socket", D.sock, NULL},
+		run_devmemd((const char *const[]){ "--socket", D.sock, NULL },
 			    out, sizeof(out), err, sizeof(err)),
 		1);
 	ck_assert_ptr_nonnull(strstr(err, "already"));
@@ -2185,7 +2190,7 @@ END_TEST
 
 START_TEST(test_stale_socket)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct daemon d;
 	struct stat st;
 	devmem_t *dm;
@@ -2226,7 +2231,7 @@ START_TEST(test_socket_mode)
 
 	/* whatever the umask */
 	private_dir(&d);
-	dstart(&d, true, NULL, &(struct spawn){.clear_umask = true});
+	dstart(&d, true, NULL, &(struct spawn){ .clear_umask = true });
 	ck_assert_int_eq(stat(d.sock, &st), 0);
 	ck_assert(S_ISSOCK(st.st_mode));
 	ck_assert_uint_eq(st.st_mode & 07777, 0600);
@@ -2249,7 +2254,7 @@ static void on_sigbus(int sig)
 /* Did reading *p raise SIGBUS? */
 static bool read_raises_sigbus(const volatile int *p)
 {
-	struct sigaction sa = {.sa_handler = on_sigbus}, old;
+	struct sigaction sa = { .sa_handler = on_sigbus }, old;
 	volatile bool bus = false;
 
 	sigemptyset(&sa.sa_mask);
@@ -2312,14 +2317,14 @@ START_TEST(test_background)
 	private_dir(&d);
 	/* its parent is this process once the starter exits */
 	ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
-	status = run_devmemd((const char *const[]){"--socket", d.sock, "--size",
-						   "64M", NULL},
+	status = run_devmemd((const char *const[]){ "--socket", d.sock,
+						    "--size", "64M", NULL },
 			     out, sizeof(out), err, sizeof(err));
 	ck_assert_msg(status == 0, "devmemd: exit %d: %s", status, err);
 	/* it serves by the time the starting command returns */
 	ck_assert(accepts(d.sock));
 	ctl_ok(&d, outj, sizeof(outj),
-	       (const char *const[]){"--json", "status", NULL});
+	       (const char *const[]){ "--json", "status", NULL });
 	pid = (pid_t)json_u64(outj, "pid");
 	left_pid(pid, true);
 	ck_assert_int_gt(pid, 1);
@@ -2337,9 +2342,9 @@ START_TEST(test_background)
 	left_pid(pid, false);
 	ck_assert_int_ne(access(d.sock, F_OK), 0);
 	/* a daemon that cannot start makes the starting command fail */
-	status = run_devmemd(
-		(const char *const[]){"--socket", d.sock, "--node", "99", NULL},
-		out, sizeof(out), err, sizeof(err));
+	status = run_devmemd((const char *const[]){ "--socket", d.sock,
+						    "--node", "99", NULL },
+			     out, sizeof(out), err, sizeof(err));
 	ck_assert_int_eq(status, 1);
 	ck_assert_msg(strstr(err, "node") || strstr(err, "NUMA"), "stderr: %s",
 		      err);
@@ -2351,33 +2356,33 @@ END_TEST
 START_TEST(test_bad_options)
 {
 	static const char *const bad[][4] = {
-		{"--bogus"},
-		{"-x"},
-		{"-fx"},
-		{"--size"},
-		{"--size", "12Q"},
-		{"--size", "1M"},
-		{"--size", "4097"},
-		{"--size", "1T"},
-		{"--size", ""},
-		{"--node", "-1"},
-		{"--node", "abc"},
-		{"--node", "1x"},
-		{"--granularity", "huge"},
-		{"--fault-granularity", "page"},
-		{"--free", "some"},
-		{"--on-full", "panic"},
-		{"--log-level", "loud"},
-		{"--socket", ""},
-		{"stray"},
-		{"--foreground", "stray"},
+		{ "--bogus" },
+		{ "-x" },
+		{ "-fx" },
+		{ "--size" },
+		{ "--size", "12Q" },
+		{ "--size", "1M" },
+		{ "--size", "4097" },
+		{ "--size", "1T" },
+		{ "--size", "" },
+		{ "--node", "-1" },
+		{ "--node", "abc" },
+		{ "--node", "1x" },
+		{ "--granularity", "huge" },
+		{ "--fault-granularity", "page" },
+		{ "--free", "some" },
+		{ "--on-full", "panic" },
+		{ "--log-level", "loud" },
+		{ "--socket", "" },
+		{ "stray" },
+		{ "--foreground", "stray" },
 	};
 	char out[4096], err[4096], lng[300];
 	struct daemon d;
 
 	private_dir(&d);
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		const char *args[10] = {"--foreground", "--socket", d.sock};
+		const char *args[10] = { "--foreground", "--socket", d.sock };
 		int n = 3, st;
 
 		for (int k = 0; k < 4 && bad[i][k]; k++)
@@ -2396,36 +2401,37 @@ START_TEST(test_bad_options)
 	lng[0] = '/';
 	lng[sizeof(lng) - 1] = '\0';
 	ck_assert_int_eq(
-		run_devmemd((const char *const[]){"--foreground", "--socket",
-						  lng, NULL},
+		run_devmemd((const char *const[]){ "--foreground", "--socket",
+						   lng, NULL },
 			    out, sizeof(out), err, sizeof(err)),
 		2);
 	ck_assert(one_line(err));
 	/* --help and --version */
-	ck_assert_int_eq(run_devmemd((const char *const[]){"--help", NULL}, out,
-				     sizeof(out), err, sizeof(err)),
+	ck_assert_int_eq(run_devmemd((const char *const[]){ "--help", NULL },
+				     out, sizeof(out), err, sizeof(err)),
 			 0);
 	ck_assert_ptr_nonnull(strstr(out, "Usage: devmemd"));
 	ck_assert_ptr_nonnull(strstr(out, "--socket"));
 	ck_assert_str_eq(err, "");
-	ck_assert_int_eq(run_devmemd((const char *const[]){"-h", NULL}, out,
+	ck_assert_int_eq(run_devmemd((const char *const[]){ "-h", NULL }, out,
 				     sizeof(out), err, sizeof(err)),
 			 0);
 	ck_assert_ptr_nonnull(strstr(out, "Usage: devmemd"));
-	ck_assert_int_eq(run_devmemd((const char *const[]){"--version", NULL},
+	ck_assert_int_eq(run_devmemd((const char *const[]){ "--version", NULL },
 				     out, sizeof(out), err, sizeof(err)),
 			 0);
 	ck_assert_ptr_nonnull(strstr(out, "devmemd "));
 	ck_assert_ptr_nonnull(strstr(out, PACKAGE_VERSION));
 	ck_assert(one_line(out));
-	ck_assert_int_eq(run_devmemd((const char *const[]){"-V", NULL}, out,
+	ck_assert_int_eq(run_devmemd((const char *const[]){ "-V", NULL }, out,
 				     sizeof(out), err, sizeof(err)),
 			 0);
 	ck_assert_ptr_nonnull(strstr(out, PACKAGE_VERSION));
 	/* a NUMA node that does not exist: a failed start, not a usage error */
 	ck_assert_int_eq(
-		run_devmemd((const char *const[]){"--foreground", "--socket",
-						  d.sock, "--node", "99", NULL},
+		run_devmemd((const char *const[]){ "--foreground", "--socket",
+						   d.sock, "--node", "99",
+						   NULL },
 			    out, sizeof(out), err, sizeof(err)),
 		1);
 	ck_assert_msg(strstr(err, "99") && strstr(err, "cannot start"),
@@ -2441,15 +2447,15 @@ START_TEST(test_size_suffixes)
 		const char *arg;
 		uint64_t bytes;
 	} sizes[] = {
-		{"2M", 2ul << 20},	{"65536K", 64ul << 20},
-		{"16MiB", 16ul << 20},	{"12MB", 12ul << 20},
-		{"8388608", 8ul << 20}, {"4194304B", 4ul << 20},
-		{"3g", 3ul << 30},	{"2100k", 2100ul << 10},
+		{ "2M", 2ul << 20 },	  { "65536K", 64ul << 20 },
+		{ "16MiB", 16ul << 20 },  { "12MB", 12ul << 20 },
+		{ "8388608", 8ul << 20 }, { "4194304B", 4ul << 20 },
+		{ "3g", 3ul << 30 },	  { "2100k", 2100ul << 10 },
 	};
 	char out[8192];
 
 	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
-		const char *const args[] = {"--size", sizes[i].arg, NULL};
+		const char *const args[] = { "--size", sizes[i].arg, NULL };
 		devmem_t *dm;
 
 		start(&D, args);
@@ -2458,7 +2464,7 @@ START_TEST(test_size_suffixes)
 			      "--size %s: capacity %llu", sizes[i].arg,
 			      (unsigned long long)stats_of(dm).capacity);
 		ctl_ok(&D, out, sizeof(out),
-		       (const char *const[]){"--json", "stats", NULL});
+		       (const char *const[]){ "--json", "stats", NULL });
 		ck_assert_uint_eq(json_u64(out, "capacity"), sizes[i].bytes);
 		devmem_disconnect(dm);
 		ck_assert_int_eq(stop(&D), 0);
@@ -2515,7 +2521,7 @@ static int nobody_client(const char *sock, int to_parent, int from_parent)
 
 START_TEST(test_peercred_root_serves_nobody)
 {
-	static const char *const args[] = {"--size", "64M", NULL};
+	static const char *const args[] = { "--size", "64M", NULL };
 	int up[2], down[2], st;
 	char out[8192], ch;
 	devmem_t *obs;
@@ -2537,7 +2543,7 @@ START_TEST(test_peercred_root_serves_nobody)
 	close(down[0]);
 	if (read(up[0], &ch, 1) == 1) {
 		ctl_ok(&D, out, sizeof(out),
-		       (const char *const[]){"--json", "clients", NULL});
+		       (const char *const[]){ "--json", "clients", NULL });
 		ck_assert_msg(strstr(out, "\"uid\": 65534") &&
 				      strstr(out, "\"used\": 2097152"),
 			      "devmemctl clients: %s", out);
@@ -2558,8 +2564,8 @@ END_TEST
 
 START_TEST(test_peercred_refuses_other_uid)
 {
-	static const char *const args[] = {"--size", "64M", "--log-level",
-					   "error", NULL};
+	static const char *const args[] = { "--size", "64M", "--log-level",
+					    "error", NULL };
 	char out[4096], err[4096];
 	struct daemon d;
 	struct stat sb;
@@ -2569,7 +2575,7 @@ START_TEST(test_peercred_refuses_other_uid)
 
 	private_dir(&d);
 	ck_assert_int_eq(chmod(d.dir, 0777), 0);
-	dstart(&d, true, args, &(struct spawn){.nobody = true});
+	dstart(&d, true, args, &(struct spawn){ .nobody = true });
 	ck_assert_int_eq(stat(d.sock, &sb), 0);
 	ck_assert_uint_eq(sb.st_uid, NOBODY);
 	ck_assert_uint_eq(sb.st_mode & 07777, 0600);
@@ -2581,8 +2587,9 @@ START_TEST(test_peercred_refuses_other_uid)
 		      "devmem_connect as root to a uid-65534 devmemd: %d (%s)",
 		      rc, devmem_strerror(rc));
 	ck_assert_ptr_null(dm);
-	ck_assert_int_eq(run_ctl(d.sock, (const char *const[]){"status", NULL},
-				 out, sizeof(out), err, sizeof(err)),
+	ck_assert_int_eq(run_ctl(d.sock,
+				 (const char *const[]){ "status", NULL }, out,
+				 sizeof(out), err, sizeof(err)),
 			 1);
 	ck_assert_msg(one_line(err), "stderr: %s", err);
 	ck_assert_str_eq(out, "");
@@ -2642,7 +2649,7 @@ static void assert_keys(const char *js, const char *const *keys, size_t n)
 
 START_TEST(test_ctl_commands)
 {
-	static const char *const args[] = {"--size", "128M", NULL};
+	static const char *const args[] = { "--size", "128M", NULL };
 	static const char *const counter_keys[] = {
 		"to_device_pages", "to_system_pages", "huge_migrations",
 		"splits",	   "cpu_faults",      "evictions",
@@ -2680,7 +2687,7 @@ START_TEST(test_ctl_commands)
 	snprintf(pidstr, sizeof(pidstr), "%d", (int)getpid());
 
 	/* status */
-	ctl_ok(&D, out, sizeof(out), (const char *const[]){"status", NULL});
+	ctl_ok(&D, out, sizeof(out), (const char *const[]){ "status", NULL });
 	ck_assert_ptr_nonnull(strstr(out, "clients: 1"));
 	ck_assert_ptr_nonnull(strstr(out, D.sock));
 	{
@@ -2694,7 +2701,7 @@ START_TEST(test_ctl_commands)
 		ck_assert_double_le(per_page, 8.0);
 	}
 	ctl_ok(&D, out, sizeof(out),
-	       (const char *const[]){"--json", "status", NULL});
+	       (const char *const[]){ "--json", "status", NULL });
 	ck_assert_msg(json_valid(out), "not JSON: %s", out);
 	assert_keys(out, status_keys, ARRAY_SIZE(status_keys));
 	assert_keys(out, counter_keys, ARRAY_SIZE(counter_keys));
@@ -2711,10 +2718,10 @@ START_TEST(test_ctl_commands)
 		strstr(json_key(out, "free_blocks_by_order"), "["));
 
 	/* stats */
-	ctl_ok(&D, out, sizeof(out), (const char *const[]){"stats", NULL});
+	ctl_ok(&D, out, sizeof(out), (const char *const[]){ "stats", NULL });
 	ck_assert_ptr_nonnull(strstr(out, "to_device_pages"));
 	ctl_ok(&D, out, sizeof(out),
-	       (const char *const[]){"--json", "stats", NULL});
+	       (const char *const[]){ "--json", "stats", NULL });
 	ck_assert_msg(json_valid(out), "not JSON: %s", out);
 	assert_keys(out, counter_keys, ARRAY_SIZE(counter_keys));
 	ck_assert_uint_eq(json_u64(out, "capacity"), 128ul << 20);
@@ -2722,10 +2729,10 @@ START_TEST(test_ctl_commands)
 	ck_assert_uint_eq(json_u64(out, "huge_migrations"), 1);
 
 	/* clients */
-	ctl_ok(&D, out, sizeof(out), (const char *const[]){"clients", NULL});
+	ctl_ok(&D, out, sizeof(out), (const char *const[]){ "clients", NULL });
 	ck_assert_msg(strstr(out, pidstr), "devmemctl clients: %s", out);
 	ctl_ok(&D, out, sizeof(out),
-	       (const char *const[]){"--json", "clients", NULL});
+	       (const char *const[]){ "--json", "clients", NULL });
 	ck_assert_msg(json_valid(out), "not JSON: %s", out);
 	{
 		pid_t pids[4];
@@ -2738,46 +2745,46 @@ START_TEST(test_ctl_commands)
 	ck_assert_uint_eq(json_u64(out, "registered"), 4 * MB2);
 
 	/* policy */
-	ctl_ok(&D, out, sizeof(out), (const char *const[]){"policy", NULL});
+	ctl_ok(&D, out, sizeof(out), (const char *const[]){ "policy", NULL });
 	ck_assert_ptr_nonnull(strstr(out, "free               whole"));
 	ctl_ok(&D, out, sizeof(out),
-	       (const char *const[]){"policy", "free", "split", NULL});
+	       (const char *const[]){ "policy", "free", "split", NULL });
 	ck_assert_ptr_nonnull(strstr(out, "free               split"));
-	ctl_ok(&D, out, sizeof(out), (const char *const[]){"policy", NULL});
+	ctl_ok(&D, out, sizeof(out), (const char *const[]){ "policy", NULL });
 	ck_assert_ptr_nonnull(strstr(out, "free               split"));
 	ctl_ok(&D, out, sizeof(out),
-	       (const char *const[]){"--json", "policy", NULL});
+	       (const char *const[]){ "--json", "policy", NULL });
 	ck_assert_msg(json_valid(out), "not JSON: %s", out);
 	assert_keys(out, policy_keys, ARRAY_SIZE(policy_keys));
 	ck_assert_ptr_nonnull(strstr(out, "\"free\": \"split\""));
 	ctl_ok(&D, out, sizeof(out),
-	       (const char *const[]){"--json", "policy", "free", "whole",
-				     NULL});
+	       (const char *const[]){ "--json", "policy", "free", "whole",
+				      NULL });
 	ck_assert_msg(json_valid(out), "not JSON: %s", out);
 	ck_assert_ptr_nonnull(strstr(out, "\"free\": \"whole\""));
 	ctl_ok(&D, out, sizeof(out),
-	       (const char *const[]){"--json", "status", NULL});
+	       (const char *const[]){ "--json", "status", NULL });
 	ck_assert_ptr_nonnull(strstr(out, "\"free\": \"whole\""));
 
 	/* inject: the next 2 MB unit falls back to 4 KB pages */
 	ctl_ok(&D, out, sizeof(out),
-	       (const char *const[]){"inject", "fail-huge", "1", NULL});
+	       (const char *const[]){ "inject", "fail-huge", "1", NULL });
 	res = migrate(dm, p + MB2, MB2, DEVMEM_TO_DEVICE, 0);
 	ck_assert_uint_eq(res.split, 1);
 	ck_assert_uint_eq(res.huge, 0);
 	ck_assert_uint_eq(
 		migrate(dm, p + 2 * MB2, MB2, DEVMEM_TO_DEVICE, 0).huge, 1);
 	ctl_ok(&D, out, sizeof(out),
-	       (const char *const[]){"--json", "inject", "fail-huge", "1",
-				     NULL});
+	       (const char *const[]){ "--json", "inject", "fail-huge", "1",
+				      NULL });
 	ck_assert_msg(json_valid(out), "not JSON: %s", out);
 	res = migrate(dm, p + 3 * MB2, MB2, DEVMEM_TO_DEVICE, 0);
 	ck_assert_uint_eq(res.split, 1);
 	ck_assert_int_eq(check_ints(p, 4 * MB2, 0), -1);
 	ctl_ok(&D, out, sizeof(out),
-	       (const char *const[]){"inject", "fail-any", "0", NULL});
+	       (const char *const[]){ "inject", "fail-any", "0", NULL });
 	ctl_ok(&D, out, sizeof(out),
-	       (const char *const[]){"--json", "stats", NULL});
+	       (const char *const[]){ "--json", "stats", NULL });
 	ck_assert_uint_eq(json_u64(out, "used"), 0);
 	ck_assert_uint_eq(json_u64(out, "splits"), 2);
 	/* a control connection does not count as a client */
@@ -2790,16 +2797,16 @@ END_TEST
 START_TEST(test_ctl_errors)
 {
 	static const char *const bad[][5] = {
-		{"bogus"},
-		{"policy", "free"},
-		{"policy", "free", "bogus"},
-		{"policy", "bogus", "split"},
-		{"policy", "free", "split", "whole"},
-		{"inject"},
-		{"inject", "fail-huge"},
-		{"inject", "fail-huge", "x"},
-		{"inject", "bogus", "1"},
-		{"--json", "bogus"},
+		{ "bogus" },
+		{ "policy", "free" },
+		{ "policy", "free", "bogus" },
+		{ "policy", "bogus", "split" },
+		{ "policy", "free", "split", "whole" },
+		{ "inject" },
+		{ "inject", "fail-huge" },
+		{ "inject", "fail-huge", "x" },
+		{ "inject", "bogus", "1" },
+		{ "--json", "bogus" },
 	};
 	char out[8192], err[4096], none[128];
 
@@ -2816,31 +2823,32 @@ START_TEST(test_ctl_errors)
 	}
 	/* the policy did not change */
 	ctl_ok(&D, out, sizeof(out),
-	       (const char *const[]){"--json", "policy", NULL});
+	       (const char *const[]){ "--json", "policy", NULL });
 	ck_assert_ptr_nonnull(strstr(out, "\"free\": \"whole\""));
 	/* no command: usage */
-	ck_assert_int_eq(run_ctl(D.sock, (const char *const[]){NULL}, out,
+	ck_assert_int_eq(run_ctl(D.sock, (const char *const[]){ NULL }, out,
 				 sizeof(out), err, sizeof(err)),
 			 2);
 	ck_assert_ptr_nonnull(strstr(err, "Usage"));
-	ck_assert_int_eq(run_ctl(NULL, (const char *const[]){"--help", NULL},
+	ck_assert_int_eq(run_ctl(NULL, (const char *const[]){ "--help", NULL },
 				 out, sizeof(out), err, sizeof(err)),
 			 0);
 	ck_assert_ptr_nonnull(strstr(out, "Usage: devmemctl"));
-	ck_assert_int_eq(run_ctl(NULL, (const char *const[]){"--version", NULL},
+	ck_assert_int_eq(run_ctl(NULL,
+				 (const char *const[]){ "--version", NULL },
 				 out, sizeof(out), err, sizeof(err)),
 			 0);
 	ck_assert_ptr_nonnull(strstr(out, PACKAGE_VERSION));
 	/* nobody listening */
 	snprintf(none, sizeof(none), "%s/none.sock", D.dir);
-	ck_assert_int_eq(run_ctl(none, (const char *const[]){"status", NULL},
+	ck_assert_int_eq(run_ctl(none, (const char *const[]){ "status", NULL },
 				 out, sizeof(out), err, sizeof(err)),
 			 1);
 	ck_assert_msg(one_line(err) && strstr(err, none), "stderr: %s", err);
-	ck_assert_int_eq(run_ctl(none,
-				 (const char *const[]){"--json", "stats", NULL},
-				 out, sizeof(out), err, sizeof(err)),
-			 1);
+	ck_assert_int_eq(
+		run_ctl(none, (const char *const[]){ "--json", "stats", NULL },
+			out, sizeof(out), err, sizeof(err)),
+		1);
 	ck_assert_str_eq(out, "");
 	ck_assert_int_eq(stop(&D), 0);
 }
@@ -2851,10 +2859,10 @@ END_TEST
 START_TEST(test_ctl_extra_args)
 {
 	static const char *const bad[][3] = {
-		{"status", "extra"},
-		{"stats", "now"},
-		{"clients", "7"},
-		{"evict", "all"},
+		{ "status", "extra" },
+		{ "stats", "now" },
+		{ "clients", "7" },
+		{ "evict", "all" },
 	};
 	char out[8192], err[4096];
 
@@ -2878,7 +2886,7 @@ START_TEST(test_ctl_unknown_option)
 	int st;
 
 	start(&D, NULL);
-	st = run_ctl(D.sock, (const char *const[]){"--bogus", "status", NULL},
+	st = run_ctl(D.sock, (const char *const[]){ "--bogus", "status", NULL },
 		     out, sizeof(out), err, sizeof(err));
 	ck_assert_int_eq(st, 2);
 	ck_assert_str_eq(out, "");
@@ -2910,7 +2918,7 @@ START_TEST(test_many_clients)
 	 * of 1024 it would run out at about 200 (see test_fd_limit for what
 	 * happens then) */
 	private_dir(&d);
-	dstart(&d, true, NULL, &(struct spawn){.nofile = 4096});
+	dstart(&d, true, NULL, &(struct spawn){ .nofile = 4096 });
 	obs = daemon_connect(&d);
 	fds0 = fds = count_fds(d.pid);
 	threads0 = threads = count_threads(d.pid);
@@ -2927,7 +2935,7 @@ START_TEST(test_many_clients)
 	}
 	ck_assert_uint_eq(status_field(&d, "clients"), N + 1);
 	ctl_ok(&d, out, sizeof(out),
-	       (const char *const[]){"--json", "clients", NULL});
+	       (const char *const[]){ "--json", "clients", NULL });
 	ck_assert(json_valid(out));
 	{
 		static pid_t pids[N + 8];
@@ -2970,14 +2978,14 @@ END_TEST
 START_TEST(test_fd_limit)
 {
 	enum { MAXC = 200 };
-	struct dm_hello hello = {DM_ROLE_CONTROL, DM_PROTO_VERSION,
-				 DM_PROTO_VERSION};
+	struct dm_hello hello = { DM_ROLE_CONTROL, DM_PROTO_VERSION,
+				  DM_PROTO_VERSION };
 	long hz = sysconf(_SC_CLK_TCK), t0, t1;
 	int fd[MAXC], n = 0, waiting = 0;
 	struct daemon d;
 
 	private_dir(&d);
-	dstart(&d, true, quiet_args, &(struct spawn){.nofile = 64});
+	dstart(&d, true, quiet_args, &(struct spawn){ .nofile = 64 });
 	/* control connections until they are not answered any more, and a
 	 * few more behind those */
 	for (; n < MAXC && waiting < 5; n++) {
@@ -2987,7 +2995,7 @@ START_TEST(test_fd_limit)
 
 		fd[n] = raw_connect(d.sock);
 		send_record(fd[n], rawbuf, len, NULL, 0);
-		pf = (struct pollfd){fd[n], POLLIN, 0};
+		pf = (struct pollfd){ fd[n], POLLIN, 0 };
 		if (waiting || poll(&pf, 1, 500) != 1) {
 			waiting++;
 			continue;
@@ -3114,12 +3122,12 @@ START_TEST(test_threads_share_connection)
 	dm = daemon_connect(&D);
 	pthread_barrier_init(&bar, NULL, NT);
 	for (int i = 0; i < NT; i++) {
-		w[i] = (struct worker){.dm = dm,
-				       .bar = &bar,
-				       .id = i,
-				       .iters = ITERS,
-				       .huge = i % 2 == 0,
-				       .p = map_aligned(MB2, RW, i % 2 == 0)};
+		w[i] = (struct worker){ .dm = dm,
+					.bar = &bar,
+					.id = i,
+					.iters = ITERS,
+					.huge = i % 2 == 0,
+					.p = map_aligned(MB2, RW, i % 2 == 0) };
 		ck_assert_int_eq(
 			pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
 	}

@@ -111,19 +111,21 @@ static void partial_unmap(const char *free_policy)
 			ck_assert_int_eq(munmap(p + off, unmap), 0);
 			/* a 2 MB folio: "split" frees the unmapped half at
 			 * once, "whole" when its last piece goes */
-			ck_assert(wait_client_used(thp && !split ? MB2 :
-								   MB2 - unmap));
+			ck_assert(wait_client_used(
+				thp && !split ? MB2 : MB2 - unmap));
 			ck_assert(touch_kills(p + off, SIGSEGV));
 			ck_assert_int_eq(check_ints(p, off, (int)o), -1);
 			ck_assert_int_eq(
-				check_ints(p + off + unmap, MB2 - off - unmap,
-					   (int)(o + (off + unmap) / sizeof(int))),
+				check_ints(
+					p + off + unmap, MB2 - off - unmap,
+					(int)(o + (off + unmap) / sizeof(int))),
 				-1);
 			ck_assert(wait_client_used(0));
 			/* munmap ended the registration of its part; the
 			 * rest goes now */
 			ck_assert_int_eq(devmem_unregister(dm, p, MB2), 0);
-			ck_assert_int_eq(devmem_unregister(dm, p, MB2), -EINVAL);
+			ck_assert_int_eq(devmem_unregister(dm, p, MB2),
+					 -EINVAL);
 			munmap(p, off);
 			munmap(p + off + unmap, MB2 - off - unmap);
 		}
@@ -229,58 +231,66 @@ START_TEST(test_remap_fault)
 		for (int dontunmap = 0; dontunmap < 2; dontunmap++)
 			for (int thp = 0; thp < 2; thp++)
 				for (size_t o = 0; o < 3; o++) {
-					int flags = MREMAP_MAYMOVE | MREMAP_FIXED |
-						    (dontunmap ? MREMAP_DONTUNMAP :
-								 0);
-					char *map = map_aligned(8 * MB2,
-								PROT_READ |
-									PROT_WRITE,
-								false);
-					char *ptr, *dst = map + MB2 + offsets[o];
+					int flags =
+						MREMAP_MAYMOVE | MREMAP_FIXED |
+						(dontunmap ? MREMAP_DONTUNMAP
+							   : 0);
+					char *map = map_aligned(
+						8 * MB2, PROT_READ | PROT_WRITE,
+						false);
+					char *ptr,
+						*dst = map + MB2 + offsets[o];
 					int seed = (int)(iterations * 7);
 
-					ck_assert_int_eq(madvise(map, MB2,
-								 thp ? MADV_HUGEPAGE :
-								       MADV_NOHUGEPAGE),
-							 0);
+					ck_assert_int_eq(
+						madvise(map, MB2,
+							thp ? MADV_HUGEPAGE
+							    : MADV_NOHUGEPAGE),
+						0);
 					munmap(map + MB2, 2 * MB2);
 					fill_ints(map, MB2, seed);
 					ptr = map;
 					if (before) {
-						ptr = mremap(map, MB2, MB2, flags,
-							     dst);
+						ptr = mremap(map, MB2, MB2,
+							     flags, dst);
 						ck_assert_ptr_eq(ptr, dst);
 					}
 					reg(ptr, MB2);
 					ck_assert_uint_eq(
-						migrate(ptr, MB2, DEVMEM_TO_DEVICE)
+						migrate(ptr, MB2,
+							DEVMEM_TO_DEVICE)
 							.pages,
 						512);
 					if (!before) {
-						ptr = mremap(map, MB2, MB2, flags,
-							     dst);
+						ptr = mremap(map, MB2, MB2,
+							     flags, dst);
 						ck_assert_ptr_eq(ptr, dst);
 					}
 					/* the device pages followed */
-					ck_assert_msg(check_ints(ptr, MB2, seed) == -1,
-						      "before %d dontunmap %d thp %d offset %zu",
-						      before, dontunmap, thp,
-						      offsets[o]);
+					ck_assert_msg(
+						check_ints(ptr, MB2, seed) ==
+							-1,
+						"before %d dontunmap %d thp %d offset %zu",
+						before, dontunmap, thp,
+						offsets[o]);
 					if (!before && dontunmap)
-						for (size_t i = 0; i < MB2; i += PG)
-							ck_assert_int_eq(map[i], 0);
+						for (size_t i = 0; i < MB2;
+						     i += PG)
+							ck_assert_int_eq(map[i],
+									 0);
 					ck_assert(wait_client_used(0));
 					/* the registration moved with the
 					 * mapping; DONTUNMAP left the old
 					 * place registered too */
-					ck_assert_int_eq(devmem_unregister(dm, ptr,
-									   MB2),
-							 0);
+					ck_assert_int_eq(
+						devmem_unregister(dm, ptr, MB2),
+						0);
 					if (!before)
 						ck_assert_int_eq(
-							devmem_unregister(dm, map,
-									  MB2),
-							dontunmap ? 0 : -EINVAL);
+							devmem_unregister(
+								dm, map, MB2),
+							dontunmap ? 0
+								  : -EINVAL);
 					munmap(ptr, MB2);
 					munmap(map, 8 * MB2);
 					iterations++;
@@ -303,8 +313,7 @@ START_TEST(test_remap_keeps_folio)
 	ck_assert_uint_eq(migrate(map, MB2, DEVMEM_TO_DEVICE).huge, 1);
 	p = mremap(map, MB2, MB2, MREMAP_MAYMOVE | MREMAP_FIXED, map + 2 * MB2);
 	ck_assert_ptr_eq(p, map + 2 * MB2);
-	ck_assert(snap_all(dm, p, 512,
-			   S_DEV_W | DEVMEM_PAGE_HUGE));
+	ck_assert(snap_all(dm, p, 512, S_DEV_W | DEVMEM_PAGE_HUGE));
 	ck_assert_uint_eq(stats_of(dm).splits, 0);
 	ck_assert_int_eq(check_ints(p, MB2, 9), -1);
 	ck_assert_uint_eq(stats_of(dm).cpu_faults, 1); /* one folio */
@@ -344,8 +353,8 @@ START_TEST(test_anon_write_child)
 				if (check_ints(p, len, 0) != -1)
 					_exit(1);
 				/* the inherited handle is cut off */
-				if (devmem_stats(dm, &(struct devmem_stats){ 0 }) !=
-				    -ENOTCONN)
+				if (devmem_stats(dm, &(struct devmem_stats){
+							     0 }) != -ENOTCONN)
 					_exit(2);
 				if (devmem_connect(D.sock, &child) ||
 				    devmem_register(child, p, len) ||
@@ -454,7 +463,8 @@ START_TEST(test_migrate_release)
 	ck_assert_int_eq(ctl_run(&D, out, sizeof(out),
 				 (const char *const[]){ "evict", NULL }),
 			 0);
-	ck_assert_msg(strstr(out, "2 units evicted"), "devmemctl evict said: %s", out);
+	ck_assert_msg(strstr(out, "2 units evicted"),
+		      "devmemctl evict said: %s", out);
 	ck_assert_uint_eq(stats_of(dm).client_used, 0);
 	ck_assert_uint_eq(stats_of(dm).evictions, 2);
 	ck_assert_int_eq(check_ints(p, 2ul << 20, 5), -1);
@@ -526,8 +536,8 @@ static void kill_midway(bool during_faults)
 		waitpid(pid, NULL, 0);
 		close(ready[0]);
 		close(ready[1]);
-		ck_assert_msg(wait_used(dm, 0), "round %d: device memory leaked",
-			      round);
+		ck_assert_msg(wait_used(dm, 0),
+			      "round %d: device memory leaked", round);
 	}
 	/* and devmemd still works */
 	{
@@ -577,29 +587,27 @@ START_TEST(test_scrub)
 	buf = malloc(len);
 	ck_assert_int_eq(devmem_register(other, b, len), 0);
 	b[0] = 0; /* one zero page, the rest holes */
-	ck_assert_int_eq(devmem_migrate(other, b, len, DEVMEM_TO_DEVICE, 0,
-					&res),
-			 0);
+	ck_assert_int_eq(
+		devmem_migrate(other, b, len, DEVMEM_TO_DEVICE, 0, &res), 0);
 	ck_assert_uint_eq(res.pages, len / PG);
 	ck_assert_uint_eq(stats_of(other).used, len);
 	memset(buf, 0x55, len);
 	ck_assert_int_eq(devmem_device_read(other, b, len, buf, NULL), 0);
 	for (size_t i = 0; i < len; i++)
-		ck_assert_msg(!buf[i], "byte %zu of a new owner's device memory is %#x",
+		ck_assert_msg(!buf[i],
+			      "byte %zu of a new owner's device memory is %#x",
 			      i, (unsigned char)buf[i]);
 	/* a partial device write leaves the rest of the page zero */
-	ck_assert_int_eq(devmem_device_write(other, b + 100, 10, "0123456789",
-					     NULL),
-			 0);
+	ck_assert_int_eq(
+		devmem_device_write(other, b + 100, 10, "0123456789", NULL), 0);
 	ck_assert_int_eq(devmem_device_read(other, b, PG, buf, NULL), 0);
 	for (size_t i = 0; i < PG; i++)
-		ck_assert_int_eq(buf[i], i >= 100 && i < 110 ?
-						 "0123456789"[i - 100] :
-						 0);
+		ck_assert_int_eq(buf[i], i >= 100 && i < 110
+						 ? "0123456789"[i - 100]
+						 : 0);
 	for (size_t i = 0; i < len; i++)
-		ck_assert_int_eq(b[i], i >= 100 && i < 110 ?
-					       "0123456789"[i - 100] :
-					       0);
+		ck_assert_int_eq(
+			b[i], i >= 100 && i < 110 ? "0123456789"[i - 100] : 0);
 	free(buf);
 	devmem_disconnect(other);
 	stop();

@@ -22,13 +22,13 @@
 #define NPAGES(len) ((len) / PG)
 
 /* snapshot bytes, as dmirror's */
-#define S_DEV_W (DEVMEM_PAGE_DEVICE | DEVMEM_PAGE_WRITE) /* 0x22 */
-#define S_DEV_R (DEVMEM_PAGE_DEVICE | DEVMEM_PAGE_READ) /* 0x21 */
-#define S_DEV_W_HUGE (S_DEV_W | DEVMEM_PAGE_HUGE) /* 0x26 */
-#define S_DEV_R_HUGE (S_DEV_R | DEVMEM_PAGE_HUGE) /* 0x25 */
-#define S_SYS_W DEVMEM_PAGE_WRITE /* 0x02 */
+#define S_DEV_W (DEVMEM_PAGE_DEVICE | DEVMEM_PAGE_WRITE)    /* 0x22 */
+#define S_DEV_R (DEVMEM_PAGE_DEVICE | DEVMEM_PAGE_READ)	    /* 0x21 */
+#define S_DEV_W_HUGE (S_DEV_W | DEVMEM_PAGE_HUGE)	    /* 0x26 */
+#define S_DEV_R_HUGE (S_DEV_R | DEVMEM_PAGE_HUGE)	    /* 0x25 */
+#define S_SYS_W DEVMEM_PAGE_WRITE			    /* 0x02 */
 #define S_SYS_W_HUGE (DEVMEM_PAGE_WRITE | DEVMEM_PAGE_HUGE) /* 0x06 */
-#define S_ZERO (DEVMEM_PAGE_ZERO | DEVMEM_PAGE_READ) /* 0x11 */
+#define S_ZERO (DEVMEM_PAGE_ZERO | DEVMEM_PAGE_READ)	    /* 0x11 */
 
 static struct daemon D;
 static devmem_t *dm;
@@ -56,8 +56,7 @@ static void reg(void *p, size_t len)
 	ck_assert_msg(!err, "devmem_register: %s", devmem_strerror(err));
 }
 
-static struct devmem_result migrate(void *p, size_t len, int to,
-				    unsigned flags)
+static struct devmem_result migrate(void *p, size_t len, int to, unsigned flags)
 {
 	struct devmem_result res;
 	int err = devmem_migrate(dm, p, len, to, flags, &res);
@@ -423,7 +422,8 @@ START_TEST(test_migrate_anon_huge_err)
 	reg(p, MB2);
 	fill_ints(p, MB2, 0);
 	/* the order-9 device allocation fails: 512 order-0 pages instead */
-	ck_assert_int_eq(devmem_inject(dm, DEVMEM_INJECT_FAIL_HUGE_ALLOC, 1), 0);
+	ck_assert_int_eq(devmem_inject(dm, DEVMEM_INJECT_FAIL_HUGE_ALLOC, 1),
+			 0);
 	res = migrate(p, MB2, DEVMEM_TO_DEVICE, 0);
 	ck_assert_uint_eq(res.pages, 512);
 	ck_assert_uint_eq(res.huge, 0);
@@ -474,7 +474,8 @@ START_TEST(test_migrate_anon_huge_zero_err)
 	p = map_aligned(MB2, PROT_READ, true);
 	m = mirror(MB2);
 	reg(p, MB2);
-	ck_assert_int_eq(devmem_inject(dm, DEVMEM_INJECT_FAIL_HUGE_ALLOC, 1), 0);
+	ck_assert_int_eq(devmem_inject(dm, DEVMEM_INJECT_FAIL_HUGE_ALLOC, 1),
+			 0);
 	res = migrate(p, MB2, DEVMEM_TO_DEVICE, 0);
 	ck_assert_uint_eq(res.pages, 512);
 	ck_assert_uint_eq(res.split, 1);
@@ -491,7 +492,8 @@ START_TEST(test_migrate_anon_huge_zero_err)
 	p = map_aligned(MB2, PROT_READ, true);
 	reg(p, MB2);
 	ck_assert_int_eq(p[0], 0);
-	ck_assert_int_eq(devmem_inject(dm, DEVMEM_INJECT_FAIL_HUGE_ALLOC, 1), 0);
+	ck_assert_int_eq(devmem_inject(dm, DEVMEM_INJECT_FAIL_HUGE_ALLOC, 1),
+			 0);
 	res = migrate(p, MB2, DEVMEM_TO_DEVICE, 0);
 	ck_assert_uint_eq(res.pages, 512);
 	ck_assert_uint_eq(res.split, 1);
@@ -585,11 +587,11 @@ START_TEST(test_partial_units)
 	ck_assert_uint_eq(res.pages, NPAGES(MB2 / 2));
 	ck_assert_uint_eq(res.split, 1);
 	ck_assert_uint_eq(res.huge, 0);
-	ck_assert(snap_all(dm, p + 3 * MB2 + MB2 / 4, NPAGES(MB2 / 2),
-			   S_SYS_W));
+	ck_assert(
+		snap_all(dm, p + 3 * MB2 + MB2 / 4, NPAGES(MB2 / 2), S_SYS_W));
 	ck_assert(snap_all(dm, p + 3 * MB2, NPAGES(MB2 / 4), S_DEV_W));
-	ck_assert(snap_all(dm, p + 4 * MB2 - MB2 / 4, NPAGES(MB2 / 4),
-			   S_DEV_W));
+	ck_assert(
+		snap_all(dm, p + 4 * MB2 - MB2 / 4, NPAGES(MB2 / 4), S_DEV_W));
 	ck_assert(snap_all(dm, p + 4 * MB2, NPAGES(MB2), S_DEV_W_HUGE));
 	/* "whole" free policy: the split folio is kept until its last page */
 	ck_assert_uint_eq(stats_of(dm).client_used, 3 * MB2);
@@ -611,28 +613,31 @@ START_TEST(test_bad_input)
 	ck_assert_int_eq(devmem_migrate(dm, p, BUF, DEVMEM_TO_DEVICE, 0, NULL),
 			 -EINVAL);
 	reg(p, MB2);
-	ck_assert_int_eq(devmem_migrate(dm, p + 1, PG, DEVMEM_TO_DEVICE, 0, NULL),
-			 -EINVAL);
+	ck_assert_int_eq(
+		devmem_migrate(dm, p + 1, PG, DEVMEM_TO_DEVICE, 0, NULL),
+		-EINVAL);
 	ck_assert_int_eq(devmem_migrate(dm, p, 100, DEVMEM_TO_DEVICE, 0, NULL),
 			 -EINVAL);
 	ck_assert_int_eq(devmem_migrate(dm, p, 0, DEVMEM_TO_DEVICE, 0, NULL),
 			 -EINVAL);
 	ck_assert_int_eq(devmem_migrate(dm, p, PG, 7, 0, NULL), -EINVAL);
-	ck_assert_int_eq(devmem_migrate(dm, p, PG, DEVMEM_TO_DEVICE, 0x80, NULL),
-			 -EINVAL);
+	ck_assert_int_eq(
+		devmem_migrate(dm, p, PG, DEVMEM_TO_DEVICE, 0x80, NULL),
+		-EINVAL);
 	/* beyond the registered range */
-	ck_assert_int_eq(devmem_migrate(dm, p, 2 * MB2, DEVMEM_TO_DEVICE, 0,
-					NULL),
-			 -EINVAL);
-	ck_assert_int_eq(devmem_migrate(dm, p + MB2, PG, DEVMEM_TO_SYSTEM, 0,
-					NULL),
-			 -EINVAL);
-	ck_assert_int_eq(devmem_migrate(dm, (void *)(UINTPTR_MAX & ~4095ul), 1ul << 20,
-					DEVMEM_TO_DEVICE, 0, NULL),
+	ck_assert_int_eq(
+		devmem_migrate(dm, p, 2 * MB2, DEVMEM_TO_DEVICE, 0, NULL),
+		-EINVAL);
+	ck_assert_int_eq(
+		devmem_migrate(dm, p + MB2, PG, DEVMEM_TO_SYSTEM, 0, NULL),
+		-EINVAL);
+	ck_assert_int_eq(devmem_migrate(dm, (void *)(UINTPTR_MAX & ~4095ul),
+					1ul << 20, DEVMEM_TO_DEVICE, 0, NULL),
 			 -EINVAL);
 	ck_assert_int_eq(devmem_device_read(dm, p, PG, NULL, NULL), -EINVAL);
 	ck_assert_int_eq(devmem_device_read(dm, p, 0, buf, NULL), -EINVAL);
-	ck_assert_int_eq(devmem_device_read(dm, p + MB2, PG, buf, NULL), -EINVAL);
+	ck_assert_int_eq(devmem_device_read(dm, p + MB2, PG, buf, NULL),
+			 -EINVAL);
 	ck_assert_int_eq(devmem_snapshot(dm, p, 0, st), -EINVAL);
 	ck_assert_int_eq(devmem_snapshot(dm, p + 1, 1, st), -EINVAL);
 	ck_assert_int_eq(devmem_snapshot(dm, p + MB2 - 2 * PG, 4, st), 0);
@@ -701,10 +706,10 @@ static void fault_4k_free(const char *free_policy)
 	ck_assert_uint_eq(st.client_used, 0);
 	ck_assert_uint_eq(st.used, 0);
 	/* freed memory coalesced: all of it in 2 MB blocks again */
-	ck_assert_int_eq(ctl_run(&D, out, sizeof(out),
-				 (const char *const[]){ "--json", "status",
-							NULL }),
-			 0);
+	ck_assert_int_eq(
+		ctl_run(&D, out, sizeof(out),
+			(const char *const[]){ "--json", "status", NULL }),
+		0);
 	ck_assert_ptr_nonnull(strstr(out, "\"fragmentation_permille\": 0,"));
 	ck_assert_ptr_nonnull(strstr(out, "0, 0, 0, 0, 0, 0, 0, 0, 0, 512]"));
 	stop();
@@ -741,16 +746,15 @@ START_TEST(test_policy_runtime)
 	reg(p, 2 * MB2);
 	fill_ints(p, 2 * MB2, 0);
 	ck_assert_uint_eq(migrate(p, MB2, DEVMEM_TO_DEVICE, 0).huge, 0);
-	ck_assert_int_eq(ctl_run(&D, out, sizeof(out),
-				 (const char *const[]){ "--json", "policy",
-							"granularity", "auto",
-							NULL }),
-			 0);
+	ck_assert_int_eq(
+		ctl_run(&D, out, sizeof(out),
+			(const char *const[]){ "--json", "policy",
+					       "granularity", "auto", NULL }),
+		0);
 	ck_assert_ptr_nonnull(strstr(out, "\"granularity\": \"auto\""));
-	ck_assert_uint_eq(migrate(p + MB2 / sizeof(int), MB2, DEVMEM_TO_DEVICE,
-				  0)
-				  .huge,
-			  1);
+	ck_assert_uint_eq(
+		migrate(p + MB2 / sizeof(int), MB2, DEVMEM_TO_DEVICE, 0).huge,
+		1);
 	ck_assert_int_eq(check_ints(p, 2 * MB2, 0), -1);
 	stop();
 }
@@ -760,8 +764,8 @@ END_TEST
 
 START_TEST(test_full_fail)
 {
-	static const char *const args[] = { "--size", "4M", "--on-full",
-					    "fail", NULL };
+	static const char *const args[] = { "--size", "4M", "--on-full", "fail",
+					    NULL };
 	struct devmem_result res;
 	char *p;
 
@@ -769,9 +773,9 @@ START_TEST(test_full_fail)
 	p = map_aligned(8 * MB2 / 2, PROT_READ | PROT_WRITE, true);
 	reg(p, 4 * MB2);
 	fill_ints(p, 4 * MB2, 9);
-	ck_assert_int_eq(devmem_migrate(dm, p, 4 * MB2, DEVMEM_TO_DEVICE, 0,
-					&res),
-			 -ENOMEM);
+	ck_assert_int_eq(
+		devmem_migrate(dm, p, 4 * MB2, DEVMEM_TO_DEVICE, 0, &res),
+		-ENOMEM);
 	ck_assert_uint_eq(res.pages, 1024); /* what did move */
 	ck_assert_uint_eq(res.huge, 2);
 	ck_assert(snap_all(dm, p, 1024, S_DEV_W_HUGE));
@@ -802,9 +806,8 @@ START_TEST(test_full_evict)
 	 * back to its owner */
 	other = daemon_connect(&D);
 	ck_assert_int_eq(devmem_register(other, q, MB2), 0);
-	ck_assert_int_eq(devmem_migrate(other, q, MB2, DEVMEM_TO_DEVICE, 0,
-					&res),
-			 0);
+	ck_assert_int_eq(
+		devmem_migrate(other, q, MB2, DEVMEM_TO_DEVICE, 0, &res), 0);
 	ck_assert_uint_eq(res.pages, 512);
 	ck_assert_uint_eq(res.huge, 1);
 	ck_assert_uint_eq(stats_of(dm).evictions, 1);
@@ -863,7 +866,8 @@ static void many_threads_one_unit(bool folio)
 	pthread_barrier_init(&bar, NULL, NT);
 	for (int i = 0; i < NT; i++) {
 		/* pairs of threads share a page */
-		t[i] = (struct toucher){ &bar, p, (size_t)(i / 2) * 1024 * 7, 0 };
+		t[i] = (struct toucher){ &bar, p, (size_t)(i / 2) * 1024 * 7,
+					 0 };
 		pthread_create(&th[i], NULL, touch, &t[i]);
 	}
 	for (int i = 0; i < NT; i++) {
@@ -877,7 +881,8 @@ static void many_threads_one_unit(bool folio)
 		ck_assert_uint_eq(st.huge_migrations, 2);
 		ck_assert(snap_all(dm, p, 512, S_SYS_W_HUGE));
 	} else {
-		ck_assert_uint_eq(st.cpu_faults, NT / 2); /* none served twice */
+		ck_assert_uint_eq(st.cpu_faults,
+				  NT / 2); /* none served twice */
 		ck_assert_uint_eq(st.to_system_pages, NT / 2);
 	}
 	ck_assert_int_eq(check_ints(p, MB2, 0), -1);
@@ -947,7 +952,8 @@ START_TEST(test_writer_races_migration)
 		int err = devmem_migrate(dm, w.p, len, DEVMEM_TO_DEVICE, flags,
 					 NULL);
 
-		ck_assert_msg(!err, "round %d: %s", round, devmem_strerror(err));
+		ck_assert_msg(!err, "round %d: %s", round,
+			      devmem_strerror(err));
 		if (round % 2)
 			ck_assert_int_eq(devmem_migrate(dm, w.p, len,
 							DEVMEM_TO_SYSTEM, 0,
@@ -960,8 +966,9 @@ START_TEST(test_writer_races_migration)
 		sum += w.p[i];
 		shadow_sum += w.shadow[i];
 		ck_assert_msg(w.p[i] == w.shadow[i],
-			      "word %zu: %#x, writer wrote %#x (%llu writes)", i,
-			      w.p[i], w.shadow[i], (unsigned long long)w.writes);
+			      "word %zu: %#x, writer wrote %#x (%llu writes)",
+			      i, w.p[i], w.shadow[i],
+			      (unsigned long long)w.writes);
 	}
 	ck_assert_uint_eq(sum, shadow_sum);
 	ck_assert_uint_gt(w.writes, 0);

@@ -65,8 +65,8 @@ static void run_free(struct run *r)
 	r->out = r->err = NULL;
 }
 
-#define PARSE(r, ...) run_parse(r, (const char *const[]){__VA_ARGS__, NULL})
-#define PARSE0(r) run_parse(r, (const char *const[]){NULL})
+#define PARSE(r, ...) run_parse(r, (const char *const[]){ __VA_ARGS__, NULL })
+#define PARSE0(r) run_parse(r, (const char *const[]){ NULL })
 
 static int count_lines(const char *s)
 {
@@ -287,11 +287,11 @@ START_TEST(test_size)
 		const char *arg;
 		uint64_t size;
 	} good[] = {
-		{"2M", 2ull << 20},   {"2097152", 2ull << 20},
-		{"4M", 4ull << 20},   {"3076K", 3076ull << 10},
-		{"1G", 1ull << 30},   {"1GiB", 1ull << 30},
-		{"16g", 16ull << 30}, {"512G", 512ull << 30},
-		{"2101248", 2101248}, /* 2M + 4K */
+		{ "2M", 2ull << 20 },	{ "2097152", 2ull << 20 },
+		{ "4M", 4ull << 20 },	{ "3076K", 3076ull << 10 },
+		{ "1G", 1ull << 30 },	{ "1GiB", 1ull << 30 },
+		{ "16g", 16ull << 30 }, { "512G", 512ull << 30 },
+		{ "2101248", 2101248 }, /* 2M + 4K */
 	};
 	/* 4097 is also below the minimum: 2097153 and 2049K test the 4K
 	 * multiple rule on its own */
@@ -350,10 +350,11 @@ END_TEST
 
 START_TEST(test_node)
 {
-	static const char *const bad[] = {
-		"-1", "x",   "1024", "",
-		"3x", "0x1", "1e3",  "99999999999999999999",
-		"-0x"};
+	static const char *const bad[] = { "-1",   "x",
+					   "1024", "",
+					   "3x",   "0x1",
+					   "1e3",  "99999999999999999999",
+					   "-0x" };
 	struct run r;
 
 	PARSE(&r, "--node", "0");
@@ -433,13 +434,13 @@ START_TEST(test_log_level)
 		const char *name;
 		int level;
 	} levels[] = {
-		{"error", LOG_ERR},
-		{"warn", LOG_WARNING},
-		{"info", LOG_INFO},
-		{"debug", LOG_DEBUG},
+		{ "error", LOG_ERR },
+		{ "warn", LOG_WARNING },
+		{ "info", LOG_INFO },
+		{ "debug", LOG_DEBUG },
 	};
-	static const char *const bad[] = {"verbose", "",       "ERROR",
-					  "warning", "debug2", "7"};
+	static const char *const bad[] = { "verbose", "",	"ERROR",
+					   "warning", "debug2", "7" };
 	struct run r;
 
 	for (unsigned i = 0; i < ARRAY_SIZE(levels); i++) {
@@ -472,13 +473,13 @@ START_TEST(test_policies)
 		int kind;
 		const char *v0, *v1;
 	} pol[] = {
-		{"--granularity", DM_POL_GRANULARITY, "auto", "4k"},
-		{"--fault-granularity", DM_POL_FAULT, "folio", "4k"},
-		{"--free", DM_POL_FREE, "whole", "split"},
-		{"--on-full", DM_POL_ON_FULL, "evict", "fail"},
+		{ "--granularity", DM_POL_GRANULARITY, "auto", "4k" },
+		{ "--fault-granularity", DM_POL_FAULT, "folio", "4k" },
+		{ "--free", DM_POL_FREE, "whole", "split" },
+		{ "--on-full", DM_POL_ON_FULL, "evict", "fail" },
 	};
-	static const char *const bad[] = {"bogus", "",	    "AUTO", "4K",
-					  "1",	   "whole", "evict"};
+	static const char *const bad[] = { "bogus", "",	     "AUTO", "4K",
+					   "1",	    "whole", "evict" };
 	struct run r;
 
 	for (unsigned i = 0; i < ARRAY_SIZE(pol); i++) {
@@ -569,7 +570,7 @@ START_TEST(test_help)
 		"whole|split",	  "evict|fail",
 		"Usage: devmemd",
 	};
-	static const char *const forms[] = {"--help", "-h"};
+	static const char *const forms[] = { "--help", "-h" };
 	struct run r;
 
 	for (unsigned f = 0; f < ARRAY_SIZE(forms); f++) {
@@ -595,7 +596,7 @@ END_TEST
 
 START_TEST(test_version)
 {
-	static const char *const forms[] = {"--version", "-V"};
+	static const char *const forms[] = { "--version", "-V" };
 	char want[64];
 	struct run r;
 
@@ -650,7 +651,7 @@ END_TEST
  * name the option, not some other word of the command line. */
 static void expect_names(const char *const *args, char opt)
 {
-	char dash[3] = {'-', opt, 0}, quoted[4] = {'\'', opt, '\'', 0};
+	char dash[3] = { '-', opt, 0 }, quoted[4] = { '\'', opt, '\'', 0 };
 	char msg[256];
 	struct run r;
 
@@ -664,8 +665,8 @@ static void expect_names(const char *const *args, char opt)
 
 START_TEST(test_unknown_option_in_group)
 {
-	expect_names((const char *const[]){"-xf", NULL}, 'x');
-	expect_names((const char *const[]){"-f", "-Zf", NULL}, 'Z');
+	expect_names((const char *const[]){ "-xf", NULL }, 'x');
+	expect_names((const char *const[]){ "-f", "-Zf", NULL }, 'Z');
 }
 END_TEST
 

@@ -67,45 +67,51 @@ struct tlayout {
 	size_t wire_size; /* written down from protocol.h, not computed */
 };
 
-static const struct tfield t_status[] = {TS32(dm_status, status)};
-static const struct tfield t_hello[] = {TU32(dm_hello, role),
-					TU32(dm_hello, proto_min),
-					TU32(dm_hello, proto_max)};
-static const struct tfield t_hello_reply[] = {
-	TS32(dm_hello_reply, status), TU32(dm_hello_reply, proto),
-	TU32(dm_hello_reply, client_id), TU64(dm_hello_reply, capacity),
-	TSTR(dm_hello_reply, version)};
-static const struct tfield t_attach[] = {
-	TU64(dm_attach, uffd_features), TU32(dm_attach, uffd_flags),
-	TU32(dm_attach, nslots), TU32(dm_attach, nfault_slots),
-	TU64(dm_attach, staging)};
-static const struct tfield t_range[] = {TU64(dm_range, addr),
-					TU64(dm_range, len)};
+static const struct tfield t_status[] = { TS32(dm_status, status) };
+static const struct tfield t_hello[] = { TU32(dm_hello, role),
+					 TU32(dm_hello, proto_min),
+					 TU32(dm_hello, proto_max) };
+static const struct tfield t_hello_reply[] = { TS32(dm_hello_reply, status),
+					       TU32(dm_hello_reply, proto),
+					       TU32(dm_hello_reply, client_id),
+					       TU64(dm_hello_reply, capacity),
+					       TSTR(dm_hello_reply, version) };
+static const struct tfield t_attach[] = { TU64(dm_attach, uffd_features),
+					  TU32(dm_attach, uffd_flags),
+					  TU32(dm_attach, nslots),
+					  TU32(dm_attach, nfault_slots),
+					  TU64(dm_attach, staging) };
+static const struct tfield t_range[] = { TU64(dm_range, addr),
+					 TU64(dm_range, len) };
 static const struct tfield t_migrate[] = {
 	TU64(dm_migrate, addr), TU64(dm_migrate, len), TU32(dm_migrate, flags),
-	TU32(dm_migrate, nslots), TU64(dm_migrate, units)};
-static const struct tfield t_begin_reply[] = {TS32(dm_begin_reply, status),
-					      TU32(dm_begin_reply, nunits),
-					      TU64(dm_begin_reply, units)};
+	TU32(dm_migrate, nslots), TU64(dm_migrate, units)
+};
+static const struct tfield t_begin_reply[] = { TS32(dm_begin_reply, status),
+					       TU32(dm_begin_reply, nunits),
+					       TU64(dm_begin_reply, units) };
 static const struct tfield t_result_reply[] = {
 	TS32(dm_result_reply, status), TU32(dm_result_reply, nmoves),
 	TU64(dm_result_reply, pages),  TU64(dm_result_reply, huge),
 	TU64(dm_result_reply, split),  TU64(dm_result_reply, faults),
 	TU64(dm_result_reply, next),   TU64(dm_result_reply, units),
-	TU64(dm_result_reply, failed), TU64(dm_result_reply, thp)};
-static const struct tfield t_access[] = {
-	TU64(dm_access, addr), TU64(dm_access, len), TU64(dm_access, buf)};
-static const struct tfield t_snapshot[] = {TU64(dm_snapshot, addr),
-					   TU64(dm_snapshot, npages)};
-static const struct tfield t_stats_reply[] = {TS32(dm_stats_reply, status),
-					      TU32(dm_stats_reply, nfields),
-					      TU64N(dm_stats_reply, field)};
-static const struct tfield t_inject[] = {TU32(dm_inject, what),
-					 TU32(dm_inject, count)};
-static const struct tfield t_policy[] = {
-	TU32(dm_policy, set), TU32(dm_policy, kind), TU32(dm_policy, value)};
-static const struct tfield t_policy_reply[] = {TS32(dm_policy_reply, status),
-					       TU32N(dm_policy_reply, value)};
+	TU64(dm_result_reply, failed), TU64(dm_result_reply, thp)
+};
+static const struct tfield t_access[] = { TU64(dm_access, addr),
+					  TU64(dm_access, len),
+					  TU64(dm_access, buf) };
+static const struct tfield t_snapshot[] = { TU64(dm_snapshot, addr),
+					    TU64(dm_snapshot, npages) };
+static const struct tfield t_stats_reply[] = { TS32(dm_stats_reply, status),
+					       TU32(dm_stats_reply, nfields),
+					       TU64N(dm_stats_reply, field) };
+static const struct tfield t_inject[] = { TU32(dm_inject, what),
+					  TU32(dm_inject, count) };
+static const struct tfield t_policy[] = { TU32(dm_policy, set),
+					  TU32(dm_policy, kind),
+					  TU32(dm_policy, value) };
+static const struct tfield t_policy_reply[] = { TS32(dm_policy_reply, status),
+						TU32N(dm_policy_reply, value) };
 static const struct tfield t_status_reply[] = {
 	TS32(dm_status_reply, status),
 	TU32(dm_status_reply, pid),
@@ -125,30 +131,31 @@ static const struct tfield t_status_reply[] = {
 	TSTR(dm_status_reply, topology),
 	TSTR(dm_status_reply, cpus),
 };
-static const struct tfield t_helper_move[] = {TU64(dm_helper_move, src),
-					      TU64(dm_helper_move, dst),
-					      TU64(dm_helper_move, len)};
-static const struct tfield t_helper_reply[] = {TS32(dm_helper_reply, status),
-					       TU32(dm_helper_reply, pad),
-					       TU64(dm_helper_reply, moved)};
-static const struct tfield t_count_reply[] = {TS32(dm_count_reply, status),
-					      TU32(dm_count_reply, pad),
-					      TU64(dm_count_reply, count)};
-static const struct tfield t_move[] = {TU64(dm_move, dst), TU32(dm_move, slot),
-				       TS32(dm_move, status),
-				       TU64(dm_move, moved)};
-static const struct tfield t_byte[] = {{"byte", 0, TF_U8, 1}};
+static const struct tfield t_helper_move[] = { TU64(dm_helper_move, src),
+					       TU64(dm_helper_move, dst),
+					       TU64(dm_helper_move, len) };
+static const struct tfield t_helper_reply[] = { TS32(dm_helper_reply, status),
+						TU32(dm_helper_reply, pad),
+						TU64(dm_helper_reply, moved) };
+static const struct tfield t_count_reply[] = { TS32(dm_count_reply, status),
+					       TU32(dm_count_reply, pad),
+					       TU64(dm_count_reply, count) };
+static const struct tfield t_move[] = { TU64(dm_move, dst), TU32(dm_move, slot),
+					TS32(dm_move, status),
+					TU64(dm_move, moved) };
+static const struct tfield t_byte[] = { { "byte", 0, TF_U8, 1 } };
 static const struct tfield t_client_info[] = {
 	TU32(dm_client_info, id),	  TU32(dm_client_info, pid),
 	TU32(dm_client_info, uid),	  TU32(dm_client_info, nranges),
 	TU64(dm_client_info, registered), TU64(dm_client_info, used),
-	TU64N(dm_client_info, counters)};
+	TU64N(dm_client_info, counters)
+};
 
 /* clang-format off */
 #define TL(s, f, wire) { #s, f, ARRAY_SIZE(f), sizeof(struct s), wire }
 /* clang-format on */
 
-static const struct tlayout L_none = {"none", NULL, 0, 0, 0};
+static const struct tlayout L_none = { "none", NULL, 0, 0, 0 };
 static const struct tlayout L_status = TL(dm_status, t_status, 4);
 static const struct tlayout L_hello = TL(dm_hello, t_hello, 12);
 static const struct tlayout L_hello_reply =
@@ -181,7 +188,7 @@ static const struct tlayout L_count_reply =
 static const struct tlayout L_helper_reply =
 	TL(dm_helper_reply, t_helper_reply, 16);
 static const struct tlayout L_move = TL(dm_move, t_move, 24);
-static const struct tlayout L_byte = {"byte", t_byte, 1, 1, 1};
+static const struct tlayout L_byte = { "byte", t_byte, 1, 1, 1 };
 static const struct tlayout L_client_info =
 	TL(dm_client_info, t_client_info, 4 * 4 + 2 * 8 + 8 * 6);
 
@@ -192,49 +199,49 @@ struct tspec {
 };
 
 static const struct tspec req_spec[DM_TYPE_MAX] = {
-	[DM_HELLO] = {&L_hello, NULL, 0},
-	[DM_ATTACH] = {&L_attach, NULL, 0},
-	[DM_REGISTER] = {&L_range, NULL, 0},
-	[DM_UNREGISTER] = {&L_range, NULL, 0},
-	[DM_MIGRATE_BEGIN] = {&L_migrate, NULL, 0},
-	[DM_MIGRATE_COMMIT] = {&L_migrate, NULL, 0},
-	[DM_MIGRATE_FINISH] = {&L_migrate, NULL, 0},
-	[DM_MIGRATE_BACK] = {&L_migrate, NULL, 0},
-	[DM_MIGRATE_BACK_DONE] = {&L_none, &L_move, DM_MAX_BATCH},
-	[DM_DEVICE_READ] = {&L_access, NULL, 0},
-	[DM_DEVICE_WRITE] = {&L_access, NULL, 0},
-	[DM_SNAPSHOT] = {&L_snapshot, NULL, 0},
-	[DM_STATS] = {&L_none, NULL, 0},
-	[DM_INJECT] = {&L_inject, NULL, 0},
-	[DM_STATUS] = {&L_none, NULL, 0},
-	[DM_CLIENTS] = {&L_none, NULL, 0},
-	[DM_POLICY] = {&L_policy, NULL, 0},
-	[DM_HELPER_MOVE] = {&L_helper_move, NULL, 0},
-	[DM_RANGES] = {&L_range, NULL, 0},
-	[DM_EVICT] = {&L_none, NULL, 0},
+	[DM_HELLO] = { &L_hello, NULL, 0 },
+	[DM_ATTACH] = { &L_attach, NULL, 0 },
+	[DM_REGISTER] = { &L_range, NULL, 0 },
+	[DM_UNREGISTER] = { &L_range, NULL, 0 },
+	[DM_MIGRATE_BEGIN] = { &L_migrate, NULL, 0 },
+	[DM_MIGRATE_COMMIT] = { &L_migrate, NULL, 0 },
+	[DM_MIGRATE_FINISH] = { &L_migrate, NULL, 0 },
+	[DM_MIGRATE_BACK] = { &L_migrate, NULL, 0 },
+	[DM_MIGRATE_BACK_DONE] = { &L_none, &L_move, DM_MAX_BATCH },
+	[DM_DEVICE_READ] = { &L_access, NULL, 0 },
+	[DM_DEVICE_WRITE] = { &L_access, NULL, 0 },
+	[DM_SNAPSHOT] = { &L_snapshot, NULL, 0 },
+	[DM_STATS] = { &L_none, NULL, 0 },
+	[DM_INJECT] = { &L_inject, NULL, 0 },
+	[DM_STATUS] = { &L_none, NULL, 0 },
+	[DM_CLIENTS] = { &L_none, NULL, 0 },
+	[DM_POLICY] = { &L_policy, NULL, 0 },
+	[DM_HELPER_MOVE] = { &L_helper_move, NULL, 0 },
+	[DM_RANGES] = { &L_range, NULL, 0 },
+	[DM_EVICT] = { &L_none, NULL, 0 },
 };
 
 static const struct tspec rep_spec[DM_TYPE_MAX] = {
-	[DM_HELLO] = {&L_hello_reply, NULL, 0},
-	[DM_ATTACH] = {&L_status, NULL, 0},
-	[DM_REGISTER] = {&L_status, NULL, 0},
-	[DM_UNREGISTER] = {&L_status, NULL, 0},
-	[DM_MIGRATE_BEGIN] = {&L_begin_reply, NULL, 0},
-	[DM_MIGRATE_COMMIT] = {&L_result_reply, NULL, 0},
-	[DM_MIGRATE_FINISH] = {&L_status, NULL, 0},
-	[DM_MIGRATE_BACK] = {&L_result_reply, &L_move, DM_MAX_BATCH},
-	[DM_MIGRATE_BACK_DONE] = {&L_result_reply, NULL, 0},
-	[DM_DEVICE_READ] = {&L_result_reply, NULL, 0},
-	[DM_DEVICE_WRITE] = {&L_result_reply, NULL, 0},
-	[DM_SNAPSHOT] = {&L_status, &L_byte, DM_MAX_SNAPSHOT},
-	[DM_STATS] = {&L_stats_reply, NULL, 0},
-	[DM_INJECT] = {&L_status, NULL, 0},
-	[DM_STATUS] = {&L_status_reply, NULL, 0},
-	[DM_CLIENTS] = {&L_status, &L_client_info, DM_MAX_CLIENTS_LIST},
-	[DM_POLICY] = {&L_policy_reply, NULL, 0},
-	[DM_HELPER_MOVE] = {&L_helper_reply, NULL, 0},
-	[DM_RANGES] = {&L_status, &L_range, DM_MAX_RANGES_LIST},
-	[DM_EVICT] = {&L_count_reply, NULL, 0},
+	[DM_HELLO] = { &L_hello_reply, NULL, 0 },
+	[DM_ATTACH] = { &L_status, NULL, 0 },
+	[DM_REGISTER] = { &L_status, NULL, 0 },
+	[DM_UNREGISTER] = { &L_status, NULL, 0 },
+	[DM_MIGRATE_BEGIN] = { &L_begin_reply, NULL, 0 },
+	[DM_MIGRATE_COMMIT] = { &L_result_reply, NULL, 0 },
+	[DM_MIGRATE_FINISH] = { &L_status, NULL, 0 },
+	[DM_MIGRATE_BACK] = { &L_result_reply, &L_move, DM_MAX_BATCH },
+	[DM_MIGRATE_BACK_DONE] = { &L_result_reply, NULL, 0 },
+	[DM_DEVICE_READ] = { &L_result_reply, NULL, 0 },
+	[DM_DEVICE_WRITE] = { &L_result_reply, NULL, 0 },
+	[DM_SNAPSHOT] = { &L_status, &L_byte, DM_MAX_SNAPSHOT },
+	[DM_STATS] = { &L_stats_reply, NULL, 0 },
+	[DM_INJECT] = { &L_status, NULL, 0 },
+	[DM_STATUS] = { &L_status_reply, NULL, 0 },
+	[DM_CLIENTS] = { &L_status, &L_client_info, DM_MAX_CLIENTS_LIST },
+	[DM_POLICY] = { &L_policy_reply, NULL, 0 },
+	[DM_HELPER_MOVE] = { &L_helper_reply, NULL, 0 },
+	[DM_RANGES] = { &L_status, &L_range, DM_MAX_RANGES_LIST },
+	[DM_EVICT] = { &L_count_reply, NULL, 0 },
 };
 
 static const struct tspec *spec_of(uint16_t type)
@@ -519,12 +526,12 @@ START_TEST(test_tail_limits)
 		uint32_t max;
 		size_t elem;
 	} tails[] = {
-		{DM_MIGRATE_BACK | DM_REPLY, DM_MAX_BATCH,
-		 sizeof(struct dm_move)},
-		{DM_MIGRATE_BACK_DONE, DM_MAX_BATCH, sizeof(struct dm_move)},
-		{DM_SNAPSHOT | DM_REPLY, DM_MAX_SNAPSHOT, 1},
-		{DM_CLIENTS | DM_REPLY, DM_MAX_CLIENTS_LIST,
-		 sizeof(struct dm_client_info)},
+		{ DM_MIGRATE_BACK | DM_REPLY, DM_MAX_BATCH,
+		  sizeof(struct dm_move) },
+		{ DM_MIGRATE_BACK_DONE, DM_MAX_BATCH, sizeof(struct dm_move) },
+		{ DM_SNAPSHOT | DM_REPLY, DM_MAX_SNAPSHOT, 1 },
+		{ DM_CLIENTS | DM_REPLY, DM_MAX_CLIENTS_LIST,
+		  sizeof(struct dm_client_info) },
 	};
 	uint8_t *buf = malloc(BIGBUF);
 
@@ -590,7 +597,7 @@ START_TEST(test_header_layout)
 		0x0d, 0x0c, 0x0b, 0x0a, /* proto_min */
 		0xc0, 0xd0, 0xe0, 0xf0, /* proto_max */
 	};
-	struct dm_hello h = {0x01020304, 0x0a0b0c0d, 0xf0e0d0c0};
+	struct dm_hello h = { 0x01020304, 0x0a0b0c0d, 0xf0e0d0c0 };
 	uint8_t buf[64];
 	struct dm_hdr hdr;
 	ssize_t n;
@@ -625,7 +632,7 @@ START_TEST(test_body_layout)
 		0xef, 0xbe, 0xad, 0xde,				/* pad */
 		0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x81, /* moved */
 	};
-	struct dm_helper_reply r = {-2, 0xdeadbeef, 0x8102030405060708ull};
+	struct dm_helper_reply r = { -2, 0xdeadbeef, 0x8102030405060708ull };
 	uint8_t buf[64];
 	struct dm_msg msg;
 	ssize_t n;
@@ -654,7 +661,7 @@ START_TEST(test_tail_layout)
 		0xf2, 0xff, 0xff, 0xff, /* status -EFAULT */
 		0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* moved */
 	};
-	struct dm_move mv = {0x7f0000200000ull, 3, -EFAULT, 4096};
+	struct dm_move mv = { 0x7f0000200000ull, 3, -EFAULT, 4096 };
 	uint8_t buf[64];
 	struct dm_msg msg;
 	const struct dm_move *got;
@@ -771,7 +778,7 @@ START_TEST(test_bad_magic_version_type)
 		0xffff,
 		DM_TYPE_MAX + 1,
 	};
-	static const uint16_t bad_versions[] = {0, 2, 0x0100, 0xffff};
+	static const uint16_t bad_versions[] = { 0, 2, 0x0100, 0xffff };
 	uint8_t buf[256];
 	struct dm_msg msg;
 	struct dm_hdr hdr;
@@ -811,13 +818,13 @@ END_TEST
 
 START_TEST(test_bad_hdr_len)
 {
-	static const uint32_t bad[] = {0,
-				       1,
-				       DM_HDR_SIZE - 1,
-				       DM_MAX_MSG + 1,
-				       DM_MAX_MSG * 2,
-				       0x7fffffff,
-				       0xffffffff};
+	static const uint32_t bad[] = { 0,
+					1,
+					DM_HDR_SIZE - 1,
+					DM_MAX_MSG + 1,
+					DM_MAX_MSG * 2,
+					0x7fffffff,
+					0xffffffff };
 	uint8_t buf[64];
 	struct dm_msg msg;
 	struct dm_hdr hdr;
@@ -875,9 +882,9 @@ END_TEST
 
 START_TEST(test_bad_tail_len)
 {
-	static const uint16_t types[] = {DM_MIGRATE_BACK | DM_REPLY,
-					 DM_MIGRATE_BACK_DONE,
-					 DM_CLIENTS | DM_REPLY};
+	static const uint16_t types[] = { DM_MIGRATE_BACK | DM_REPLY,
+					  DM_MIGRATE_BACK_DONE,
+					  DM_CLIENTS | DM_REPLY };
 	uint8_t *buf = malloc(BIGBUF);
 	struct dm_msg msg;
 
@@ -906,9 +913,10 @@ END_TEST
 /* Over the element limit: build max + 1 elements by hand. */
 START_TEST(test_tail_over_limit)
 {
-	static const uint16_t types[] = {
-		DM_MIGRATE_BACK | DM_REPLY, DM_MIGRATE_BACK_DONE,
-		DM_SNAPSHOT | DM_REPLY, DM_CLIENTS | DM_REPLY};
+	static const uint16_t types[] = { DM_MIGRATE_BACK | DM_REPLY,
+					  DM_MIGRATE_BACK_DONE,
+					  DM_SNAPSHOT | DM_REPLY,
+					  DM_CLIENTS | DM_REPLY };
 	uint8_t *buf = malloc(BIGBUF);
 	struct dm_msg msg;
 
@@ -940,8 +948,8 @@ START_TEST(test_string_without_nul)
 		size_t off; /* of the first string, after the header */
 		int nstr;
 	} strs[] = {
-		{DM_HELLO | DM_REPLY, 4 + 4 + 4 + 8, 1},
-		{DM_STATUS | DM_REPLY, STATUS_REPLY_NUMBERS, 4},
+		{ DM_HELLO | DM_REPLY, 4 + 4 + 4 + 8, 1 },
+		{ DM_STATUS | DM_REPLY, STATUS_REPLY_NUMBERS, 4 },
 	};
 	uint8_t buf[1024];
 	struct dm_msg msg;
@@ -1105,8 +1113,8 @@ END_TEST
 START_TEST(test_encode_errors)
 {
 	static const uint16_t bad_types[] = {
-		0,     DM_TYPE_MAX, 0x7fff, DM_REPLY, DM_REPLY | DM_TYPE_MAX,
-		0xffff};
+		0, DM_TYPE_MAX, 0x7fff, DM_REPLY, DM_REPLY | DM_TYPE_MAX, 0xffff
+	};
 	struct dm_msg body;
 	struct dm_move mv[2];
 	uint8_t buf[1024];
@@ -1183,8 +1191,8 @@ START_TEST(test_type_nfds_and_names)
 		[DM_EVICT] = "evict",
 	};
 	static const uint16_t bad_types[] = {
-		0,     DM_TYPE_MAX, 0x7fff, DM_REPLY, DM_REPLY | DM_TYPE_MAX,
-		0xffff};
+		0, DM_TYPE_MAX, 0x7fff, DM_REPLY, DM_REPLY | DM_TYPE_MAX, 0xffff
+	};
 
 	for (int t = DM_HELLO; t < DM_TYPE_MAX; t++) {
 		ck_assert_int_eq(dm_type_nfds(t), t == DM_ATTACH ? 2 : 0);
@@ -1208,23 +1216,23 @@ START_TEST(test_parse_size)
 		const char *s;
 		uint64_t v;
 	} good[] = {
-		{"0", 0},
-		{"4096", 4096},
-		{"64K", 64ull << 10},
-		{"64k", 64ull << 10},
-		{"512M", 512ull << 20},
-		{"512m", 512ull << 20},
-		{"1G", 1ull << 30},
-		{"2T", 2ull << 40},
-		{"1GiB", 1ull << 30},
-		{"1gib", 1ull << 30},
-		{"1GB", 1ull << 30},
-		{"64KiB", 64ull << 10},
-		{"4096B", 4096},
-		{"4096b", 4096},
-		{"18446744073709551615", UINT64_MAX},
-		{"17179869183G", 17179869183ull << 30},
-		{"16777215T", 16777215ull << 40},
+		{ "0", 0 },
+		{ "4096", 4096 },
+		{ "64K", 64ull << 10 },
+		{ "64k", 64ull << 10 },
+		{ "512M", 512ull << 20 },
+		{ "512m", 512ull << 20 },
+		{ "1G", 1ull << 30 },
+		{ "2T", 2ull << 40 },
+		{ "1GiB", 1ull << 30 },
+		{ "1gib", 1ull << 30 },
+		{ "1GB", 1ull << 30 },
+		{ "64KiB", 64ull << 10 },
+		{ "4096B", 4096 },
+		{ "4096b", 4096 },
+		{ "18446744073709551615", UINT64_MAX },
+		{ "17179869183G", 17179869183ull << 30 },
+		{ "16777215T", 16777215ull << 40 },
 	};
 	static const char *const bad[] = {
 		"",
@@ -1280,13 +1288,14 @@ END_TEST
 
 START_TEST(test_policy_names)
 {
-	static const char *const kinds[DM_POL_MAX] = {
-		"granularity", "fault-granularity", "free", "on-full"};
+	static const char *const kinds[DM_POL_MAX] = { "granularity",
+						       "fault-granularity",
+						       "free", "on-full" };
 	static const char *const values[DM_POL_MAX][2] = {
-		{"auto", "4k"},
-		{"folio", "4k"},
-		{"whole", "split"},
-		{"evict", "fail"},
+		{ "auto", "4k" },
+		{ "folio", "4k" },
+		{ "whole", "split" },
+		{ "evict", "fail" },
 	};
 
 	for (unsigned k = 0; k < DM_POL_MAX; k++) {
@@ -1455,10 +1464,10 @@ static void same_file(int a, int b)
 
 START_TEST(test_send_recv_two_fds)
 {
-	struct dm_attach at = {0x8000000000000123ull, DM_UFFD_USER_MODE_ONLY, 3,
-			       1, 0x7f0000000000ull};
+	struct dm_attach at = { 0x8000000000000123ull, DM_UFFD_USER_MODE_ONLY,
+				3, 1, 0x7f0000000000ull };
 	uint8_t sbuf[DM_MAX_REQUEST], rbuf[DM_MAX_REQUEST];
-	int sv[2], pa[2], pb[2], sent[2], got[2] = {-1, -1}, nfds = 2;
+	int sv[2], pa[2], pb[2], sent[2], got[2] = { -1, -1 }, nfds = 2;
 	struct dm_msg msg;
 	char c = 0;
 
@@ -1518,8 +1527,8 @@ END_TEST
 START_TEST(test_recv_extra_fds_closed)
 {
 	uint8_t buf[64];
-	int sv[2], pa[2], pb[2], sent[2], got[2] = {-1, -1}, nfds;
-	struct dm_hello h = {DM_ROLE_CLIENT, 1, 1};
+	int sv[2], pa[2], pb[2], sent[2], got[2] = { -1, -1 }, nfds;
+	struct dm_hello h = { DM_ROLE_CLIENT, 1, 1 };
 	struct dm_msg msg;
 
 	seqpacket_pair(sv);
@@ -1579,7 +1588,7 @@ START_TEST(test_recv_peer_closed)
 	uint8_t buf[64];
 	int sv[2], fds[2], nfds = 2;
 	struct dm_msg msg;
-	struct dm_range r = {1, 2};
+	struct dm_range r = { 1, 2 };
 
 	seqpacket_pair(sv);
 	close(sv[0]);
@@ -1601,7 +1610,7 @@ END_TEST
 START_TEST(test_recv_record_too_large)
 {
 	uint8_t big[200], small[50];
-	int sv[2], p[2], fds[2] = {-1, -1}, nfds = 2;
+	int sv[2], p[2], fds[2] = { -1, -1 }, nfds = 2;
 
 	memset(big, 0x77, sizeof(big));
 	seqpacket_pair(sv);
@@ -1639,7 +1648,7 @@ END_TEST
 START_TEST(test_recv_empty_record_fds)
 {
 	uint8_t buf[64];
-	int sv[2], p[2], fds[2] = {-1, -1}, nfds = 2, err, open_after;
+	int sv[2], p[2], fds[2] = { -1, -1 }, nfds = 2, err, open_after;
 	struct dm_msg msg;
 
 	seqpacket_pair(sv);
@@ -1668,9 +1677,9 @@ START_TEST(test_too_many_fds)
 		char buf[CMSG_SPACE(sizeof(int) * 3)];
 		struct cmsghdr align;
 	} ctl;
-	uint8_t buf[32] = {0};
-	struct iovec iov = {buf, sizeof(buf)};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	uint8_t buf[32] = { 0 };
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	struct cmsghdr *cm;
 	int sv[2], p[2], three[3], fds[2], nfds = 2;
 
@@ -1704,9 +1713,9 @@ END_TEST
 START_TEST(test_recv_msg_bad_record)
 {
 	uint8_t buf[64];
-	int sv[2], p[2], fds[2] = {-1, -1}, nfds = 2;
+	int sv[2], p[2], fds[2] = { -1, -1 }, nfds = 2;
 	struct dm_msg msg;
-	struct dm_range r = {1, 2};
+	struct dm_range r = { 1, 2 };
 
 	seqpacket_pair(sv);
 	nb_pipe(p);
@@ -1741,7 +1750,7 @@ START_TEST(test_send_recv_max_message)
 {
 	static struct dm_client_info ci[DM_MAX_CLIENTS_LIST];
 	uint8_t *sbuf = malloc(DM_MAX_MSG), *rbuf = malloc(DM_MAX_MSG);
-	struct dm_status st = {-ENOSPC};
+	struct dm_status st = { -ENOSPC };
 	uint64_t rng = 99;
 	int sv[2], sndbuf = 4 * DM_MAX_MSG, nfds = 0;
 	struct dm_msg msg;

@@ -117,7 +117,8 @@ START_TEST(test_faults_race_madvise)
 	z = devmem_alloc(dm, MB2, 0);
 	Zpage = z;
 	for (int it = 0; it < 60; it++) {
-		struct touch t[2] = { { y[0], 10 + it, 0 }, { y[1], 20 + it, 0 } };
+		struct touch t[2] = { { y[0], 10 + it, 0 },
+				      { y[1], 20 + it, 0 } };
 		pthread_t th[3];
 
 		fill_pat(y[0], MB2, 10 + it);
