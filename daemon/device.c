@@ -33,6 +33,7 @@ int device_init(struct device *d, const struct dm_config *cfg)
 	snprintf(d->socket_path, sizeof(d->socket_path), "%s",
 		 cfg->socket_path);
 	d->start_ms = now_ms();
+	d->client_limit_pages = cfg->client_limit >> PAGE_SHIFT;
 	d->ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (d->ncpus < 1)
 		d->ncpus = 1;
@@ -78,6 +79,14 @@ int device_alloc(struct device *d, struct client *c, unsigned order,
 {
 	int err;
 
+	/* a client at its limit is full, whatever the device has left */
+	while (d->client_limit_pages &&
+	       atomic_load(&c->used_pages) + (1u << order) >
+		       d->client_limit_pages) {
+		if (device_policy(d, DM_POL_ON_FULL) == 1 /* fail */ ||
+		    !migrate_evict_one(d, c))
+			return -ENOMEM;
+	}
 	for (;;) {
 		err = buddy_alloc(&d->buddy, order, dpfn);
 		if (err != -ENOMEM)
@@ -93,7 +102,7 @@ int device_alloc(struct device *d, struct client *c, unsigned order,
 			if (info.free_pages >= FOLIO_PAGES)
 				break;
 		}
-		if (!migrate_evict_one(d))
+		if (!migrate_evict_one(d, NULL))
 			break;
 	}
 	if (!err)
@@ -124,7 +133,7 @@ unsigned device_evict_all(struct device *d)
 {
 	unsigned n = 0;
 
-	while (migrate_evict_one(d))
+	while (migrate_evict_one(d, NULL))
 		n++;
 	return n;
 }

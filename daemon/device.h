@@ -42,6 +42,7 @@ struct device {
 	_Atomic uint32_t policy[DM_POL_MAX];
 	struct counters counters; /* all clients since start */
 	uint64_t start_ms;
+	uint64_t client_limit_pages; /* 0: no limit */
 	char socket_path[DM_STR];
 
 	pthread_mutex_t lru_lock;
@@ -66,7 +67,8 @@ void count(struct client *c, enum counter what, uint64_t n);
 
 /* Allocate a device folio of the given order for client c.  When the device
  * is full and the policy is "evict", least recently used units of any client
- * go back to their owners first.  Returns 0, -ENOMEM, or -EAGAIN for an
+ * go back to their owners first; when the client is at its limit
+ * (--client-limit), its own.  Returns 0, -ENOMEM, or -EAGAIN for an
  * injected failure. */
 int device_alloc(struct device *d, struct client *c, unsigned order,
 		 uint32_t *dpfn);

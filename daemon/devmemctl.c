@@ -147,11 +147,13 @@ static int cmd_status(struct ctl *c)
 		printf(", \"pid\": %u, \"socket\": ", s->pid);
 		json_str(s->socket);
 		printf(", \"capacity\": %llu, \"used\": %llu, \"free\": %llu, "
+		       "\"client_limit\": %llu, "
 		       "\"metadata_bytes\": %llu, \"metadata_bytes_per_page\": %.2f, "
 		       "\"fragmentation_permille\": %u, \"free_blocks_by_order\": [",
 		       (unsigned long long)s->capacity,
 		       (unsigned long long)s->used,
 		       (unsigned long long)(s->free_pages << PAGE_SHIFT),
+		       (unsigned long long)s->client_limit,
 		       (unsigned long long)s->metadata_bytes,
 		       (double)s->metadata_bytes /
 			       (double)(s->capacity >> PAGE_SHIFT),
@@ -177,6 +179,9 @@ static int cmd_status(struct ctl *c)
 		       (unsigned long long)(s->used >> 10),
 		       (unsigned long long)(s->free_pages
 					    << (PAGE_SHIFT - 10)));
+		if (s->client_limit)
+			printf("client limit: %llu KiB\n",
+			       (unsigned long long)(s->client_limit >> 10));
 		printf("free blocks by order:");
 		for (unsigned o = 0; o < 10; o++)
 			printf(" %u:%llu", o,

@@ -251,6 +251,7 @@ static int do_status(struct session *s, struct reply_ctx *rc)
 	rep->used = device_used(d, &info);
 	rep->free_pages = info.free_pages;
 	rep->metadata_bytes = info.metadata_bytes;
+	rep->client_limit = d->client_limit_pages << PAGE_SHIFT;
 	for (unsigned o = 0; o < BUDDY_NR_ORDERS; o++)
 		rep->nr_free[o] = info.nr_free[o];
 	rep->fragmentation = info.fragmentation;

@@ -68,8 +68,9 @@ bool unit_finish_huge(struct client *c, struct unit *u, uint64_t moved);
 /* True if every page of the unit's folio reads as zeros */
 bool unit_all_zero(const struct unit *u);
 
-/* Evict the least recently used unit of any client.  Returns 1 if one went
- * back to its owner, 0 if nothing could be evicted. */
-int migrate_evict_one(struct device *d);
+/* Evict the least recently used unit of any client (of client only, if
+ * not NULL).  Returns 1 if one went back to its owner, 0 if nothing could
+ * be evicted. */
+int migrate_evict_one(struct device *d, struct client *only);
 
 #endif /* DEVMEM_MIGRATE_H */

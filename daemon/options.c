@@ -26,10 +26,11 @@ static const char usage[] =
 	"                             what a CPU fault brings back (default folio)\n"
 	"      --free whole|split     free policy for 2 MB folios (default whole)\n"
 	"      --on-full evict|fail   what to do when the device is full (default evict)\n"
+	"      --client-limit BYTES   device memory one client may hold (default: all)\n"
 	"  -h, --help                 show this help\n"
 	"  -V, --version              show the version\n";
 
-enum { OPT_GRAN = 256, OPT_FAULT, OPT_FREE, OPT_ON_FULL };
+enum { OPT_GRAN = 256, OPT_FAULT, OPT_FREE, OPT_ON_FULL, OPT_CLIENT_LIMIT };
 
 static const struct option long_options[] = {
 	{ "socket", required_argument, NULL, 's' },
@@ -41,6 +42,7 @@ static const struct option long_options[] = {
 	{ "fault-granularity", required_argument, NULL, OPT_FAULT },
 	{ "free", required_argument, NULL, OPT_FREE },
 	{ "on-full", required_argument, NULL, OPT_ON_FULL },
+	{ "client-limit", required_argument, NULL, OPT_CLIENT_LIMIT },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -112,6 +114,13 @@ int options_parse(int argc, char **argv, struct dm_config *cfg, FILE *out,
 					   dm_policy_kind_name(opt - OPT_GRAN),
 					   optarg);
 			cfg->policy[opt - OPT_GRAN] = (uint32_t)v;
+			break;
+		case OPT_CLIENT_LIMIT:
+			if (dm_parse_size(optarg, &cfg->client_limit) ||
+			    cfg->client_limit % PAGE_SIZE || !cfg->client_limit)
+				return bad(err,
+					   "client limit (a multiple of 4K)",
+					   optarg);
 			break;
 		case 'h':
 			fputs(usage, out);

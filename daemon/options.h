@@ -20,6 +20,7 @@ struct dm_config {
 	bool foreground;
 	int log_level;
 	uint32_t policy[DM_POL_MAX];
+	uint64_t client_limit; /* bytes of device memory per client, 0: none */
 };
 
 enum { OPTIONS_RUN = 0, OPTIONS_EXIT = 1 };

@@ -386,14 +386,16 @@ int migrate_back_done(struct client *c, const struct dm_move *moves, uint32_t n,
 }
 
 /* Take the least recently used idle unit off the LRU; NULL if none. */
-static struct client *lru_pick(struct device *d, uint64_t *va, uint64_t *serial)
+static struct client *lru_pick(struct device *d, struct client *only,
+			       uint64_t *va, uint64_t *serial)
 {
 	struct client *c = NULL;
 	struct unit *u;
 
 	pthread_mutex_lock(&d->lru_lock);
 	list_for_each_entry (u, &d->lru, lru) {
-		if (atomic_load(&u->busy) != UNIT_IDLE)
+		if (atomic_load(&u->busy) != UNIT_IDLE ||
+		    (only && u->client != only))
 			continue;
 		c = u->client;
 		*va = u->va;
@@ -407,14 +409,14 @@ static struct client *lru_pick(struct device *d, uint64_t *va, uint64_t *serial)
 	return c;
 }
 
-int migrate_evict_one(struct device *d)
+int migrate_evict_one(struct device *d, struct client *only)
 {
 	uint64_t va, serial;
 	struct client *c;
 
 	/* an entry may be stale (the unit went back or got busy since); it
 	 * is off the list now, so this ends */
-	while ((c = lru_pick(d, &va, &serial))) {
+	while ((c = lru_pick(d, only, &va, &serial))) {
 		struct unit *u;
 		bool evicted = false;
 

@@ -176,6 +176,7 @@ struct dm_status_reply {
 	int32_t status;
 	uint32_t pid;
 	uint64_t capacity, used, free_pages, metadata_bytes;
+	uint64_t client_limit; /* bytes one client may hold, 0: capacity */
 	uint64_t nr_free[10];
 	uint32_t fragmentation; /* per mille */
 	int32_t node;

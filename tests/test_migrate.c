@@ -827,6 +827,80 @@ START_TEST(test_full_evict)
 }
 END_TEST
 
+/* --client-limit: a client at its limit is full, the device is not */
+START_TEST(test_client_limit)
+{
+	static const char *const args[] = { "--client-limit", "4M", NULL };
+	struct devmem_result res;
+	devmem_t *other;
+	char out[4096];
+	char *p, *q;
+
+	start(args);
+	p = map_aligned(4 * MB2, PROT_READ | PROT_WRITE, true);
+	q = map_aligned(4 * MB2, PROT_READ | PROT_WRITE, true);
+	reg(p, 4 * MB2);
+	fill_ints(p, 4 * MB2, 3);
+	fill_ints(q, 4 * MB2, 4);
+	ck_assert_uint_eq(migrate(p, 2 * MB2, DEVMEM_TO_DEVICE, 0).pages, 1024);
+	/* 4 MB more into a 4 MB allowance: its own oldest units go back */
+	res = migrate(p + 2 * MB2, 2 * MB2, DEVMEM_TO_DEVICE, 0);
+	ck_assert_uint_eq(res.pages, 1024);
+	ck_assert_uint_eq(res.huge, 2);
+	ck_assert_uint_eq(stats_of(dm).client_used, 4ul << 20);
+	ck_assert_uint_eq(stats_of(dm).evictions, 2);
+	ck_assert(snap_all(dm, p, 1024, S_SYS_W));
+	ck_assert(snap_all(dm, p + 2 * MB2, 1024, S_DEV_W_HUGE));
+	/* the whole range again: the first half comes in, the second half
+	 * (now least recently used) goes */
+	res = migrate(p, 4 * MB2, DEVMEM_TO_DEVICE, 0);
+	ck_assert_uint_eq(res.pages, 1024);
+	ck_assert_uint_eq(stats_of(dm).evictions, 4);
+	ck_assert_uint_eq(stats_of(dm).client_used, 4ul << 20);
+	ck_assert(snap_all(dm, p, 1024, S_DEV_W)); /* evicted as 4 KB pages */
+	ck_assert(snap_all(dm, p + 2 * MB2, 1024, S_SYS_W));
+	/* another client has its own allowance */
+	other = daemon_connect(&D);
+	ck_assert_int_eq(devmem_register(other, q, 4 * MB2), 0);
+	ck_assert_int_eq(
+		devmem_migrate(other, q, 2 * MB2, DEVMEM_TO_DEVICE, 0, &res),
+		0);
+	ck_assert_uint_eq(res.pages, 1024);
+	ck_assert_uint_eq(stats_of(dm).evictions, 4);
+	ck_assert_uint_eq(stats_of(dm).used, 8ul << 20);
+	ck_assert_int_eq(check_ints(p, 4 * MB2, 3), -1);
+	ck_assert_int_eq(check_ints(q, 4 * MB2, 4), -1);
+	devmem_disconnect(other);
+	ck_assert_int_eq(ctl_run(&D, out, sizeof(out),
+				 (const char *const[]){ "status", NULL }),
+			 0);
+	ck_assert_ptr_nonnull(strstr(out, "client limit: 4096 KiB"));
+	stop();
+}
+END_TEST
+
+START_TEST(test_client_limit_fail)
+{
+	static const char *const args[] = { "--client-limit", "4M", "--on-full",
+					    "fail", NULL };
+	struct devmem_result res;
+	char *p;
+
+	start(args);
+	p = map_aligned(4 * MB2, PROT_READ | PROT_WRITE, true);
+	reg(p, 4 * MB2);
+	fill_ints(p, 4 * MB2, 5);
+	ck_assert_int_eq(
+		devmem_migrate(dm, p, 4 * MB2, DEVMEM_TO_DEVICE, 0, &res),
+		-ENOMEM);
+	ck_assert_uint_eq(res.pages, 1024);
+	ck_assert_uint_eq(res.split, 0);
+	ck_assert_uint_eq(stats_of(dm).client_used, 4ul << 20);
+	ck_assert_int_eq(check_ints(p, 4 * MB2, 5), -1);
+	stop();
+}
+END_TEST
+
 /* ---- races ---- */
 
 struct toucher {
@@ -1020,6 +1094,8 @@ static Suite *migrate_suite(void)
 	tcase_add_test(pol, test_policy_runtime);
 	tcase_add_test(pol, test_full_fail);
 	tcase_add_test(pol, test_full_evict);
+	tcase_add_test(pol, test_client_limit);
+	tcase_add_test(pol, test_client_limit_fail);
 	suite_add_tcase(s, pol);
 
 	tcase_set_timeout(race, 120);

@@ -346,6 +346,35 @@ START_TEST(test_size)
 }
 END_TEST
 
+START_TEST(test_client_limit)
+{
+	static const char *const bad[] = { "0",	   "4097",
+					   "1.5M", "-4K",
+					   "",	   "lots",
+					   "2M ",  "99999999999999999999" };
+	struct run r;
+
+	PARSE0(&r);
+	expect_run(&r);
+	ck_assert_uint_eq(r.cfg.client_limit, 0); /* no limit */
+	run_free(&r);
+	PARSE(&r, "--client-limit", "4K");
+	expect_run(&r);
+	ck_assert_uint_eq(r.cfg.client_limit, 4096);
+	run_free(&r);
+	PARSE(&r, "--client-limit=256M");
+	expect_run(&r);
+	ck_assert_uint_eq(r.cfg.client_limit, 256ull << 20);
+	ck_assert_uint_eq(r.cfg.size, 1ull << 30);
+	run_free(&r);
+	for (unsigned i = 0; i < ARRAY_SIZE(bad); i++) {
+		PARSE(&r, "--client-limit", bad[i]);
+		expect_error(&r, bad[i]);
+		run_free(&r);
+	}
+}
+END_TEST
+
 /* ---- --node ---- */
 
 START_TEST(test_node)
@@ -557,18 +586,14 @@ END_TEST
 START_TEST(test_help)
 {
 	static const char *const mentions[] = {
-		"--socket",	  "-s,",
-		"--size",	  "-S,",
-		"--node",	  "-n,",
-		"--foreground",	  "-f,",
-		"--log-level",	  "-l,",
-		"--granularity",  "--fault-granularity",
-		"--free",	  "--on-full",
-		"--help",	  "-h,",
-		"--version",	  "-V,",
-		"auto|4k",	  "folio|4k",
-		"whole|split",	  "evict|fail",
-		"Usage: devmemd",
+		"--socket",	"-s,",		 "--size",
+		"-S,",		"--node",	 "-n,",
+		"--foreground", "-f,",		 "--log-level",
+		"-l,",		"--granularity", "--fault-granularity",
+		"--free",	"--on-full",	 "--client-limit",
+		"--help",	"-h,",		 "--version",
+		"-V,",		"auto|4k",	 "folio|4k",
+		"whole|split",	"evict|fail",	 "Usage: devmemd",
 	};
 	static const char *const forms[] = { "--help", "-h" };
 	struct run r;
@@ -673,12 +698,13 @@ END_TEST
 START_TEST(test_missing_value)
 {
 	static const char *const opts[] = {
-		"--socket",	 "-s",
-		"--size",	 "-S",
-		"--node",	 "-n",
-		"--log-level",	 "-l",
-		"--granularity", "--fault-granularity",
-		"--free",	 "--on-full",
+		"--socket",	  "-s",
+		"--size",	  "-S",
+		"--node",	  "-n",
+		"--log-level",	  "-l",
+		"--granularity",  "--fault-granularity",
+		"--free",	  "--on-full",
+		"--client-limit",
 	};
 	struct run r;
 
@@ -808,6 +834,7 @@ static Suite *options_suite(void)
 	tcase_add_test(tc, test_socket);
 	tcase_add_test(tc, test_socket_length);
 	tcase_add_test(tc, test_size);
+	tcase_add_test(tc, test_client_limit);
 	tcase_add_test(tc, test_node);
 	tcase_add_test(tc, test_foreground);
 	tcase_add_test(tc, test_log_level);

@@ -119,6 +119,7 @@ static const struct tfield t_status_reply[] = {
 	TU64(dm_status_reply, used),
 	TU64(dm_status_reply, free_pages),
 	TU64(dm_status_reply, metadata_bytes),
+	TU64(dm_status_reply, client_limit),
 	TU64N(dm_status_reply, nr_free),
 	TU32(dm_status_reply, fragmentation),
 	TS32(dm_status_reply, node),
@@ -177,7 +178,7 @@ static const struct tlayout L_policy_reply =
 	TL(dm_policy_reply, t_policy_reply, 4 + 4 * DM_POL_MAX);
 /* the status reply's integers, before its four strings */
 #define STATUS_REPLY_NUMBERS                               \
-	(8 + 4 * 8 + 10 * 8 + 3 * 4 + 4 * DM_POL_MAX + 8 + \
+	(8 + 5 * 8 + 10 * 8 + 3 * 4 + 4 * DM_POL_MAX + 8 + \
 	 8 * (DM_STATS_FIELDS - 3))
 static const struct tlayout L_status_reply =
 	TL(dm_status_reply, t_status_reply, STATUS_REPLY_NUMBERS + 4 * DM_STR);
