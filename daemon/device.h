@@ -42,7 +42,8 @@ struct device {
 	_Atomic uint32_t policy[DM_POL_MAX];
 	struct counters counters; /* all clients since start */
 	uint64_t start_ms;
-	uint64_t client_limit_pages; /* 0: no limit */
+	uint64_t client_limit_pages;	     /* 0: no limit */
+	_Atomic uint32_t inject_slow_events; /* devmemctl inject slow-events */
 	char socket_path[DM_STR];
 
 	pthread_mutex_t lru_lock;

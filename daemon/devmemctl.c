@@ -26,6 +26,7 @@ static const char usage[] =
 	"                              granularity auto|4k, fault-granularity folio|4k,\n"
 	"                              free whole|split, on-full evict|fail\n"
 	"  inject fail-huge|fail-any N fail the next N order-9 (or any) allocations\n"
+	"  inject slow-events N       the next N address-space events wait 50 ms\n"
 	"  evict                       bring all device memory back to its owners\n"
 	"Options:\n"
 	"  -s, --socket PATH   devmemd's socket (default: $DEVMEM_SOCKET, else\n"
@@ -312,6 +313,8 @@ static int cmd_inject(struct ctl *c, int argc, char **argv)
 		inj.what = DEVMEM_INJECT_FAIL_HUGE_ALLOC;
 	else if (!strcmp(argv[0], "fail-any"))
 		inj.what = DEVMEM_INJECT_FAIL_ALLOC;
+	else if (!strcmp(argv[0], "slow-events"))
+		inj.what = DM_INJECT_SLOW_EVENTS;
 	else
 		goto bad;
 	errno = 0;
@@ -328,7 +331,8 @@ static int cmd_inject(struct ctl *c, int argc, char **argv)
 		       inj.count);
 	return 0;
 bad:
-	fprintf(stderr, "devmemctl: usage: inject fail-huge|fail-any N\n");
+	fprintf(stderr,
+		"devmemctl: usage: inject fail-huge|fail-any|slow-events N\n");
 	return 2;
 }
 

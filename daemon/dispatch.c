@@ -217,6 +217,9 @@ static int do_inject(struct session *s, const struct dm_msg *m)
 	case DEVMEM_INJECT_FAIL_ALLOC:
 		buddy_inject_fail_any(&s->dev->buddy, m->u.inject.count);
 		return 0;
+	case DM_INJECT_SLOW_EVENTS:
+		atomic_store(&s->dev->inject_slow_events, m->u.inject.count);
+		return 0;
 	default:
 		return -EINVAL;
 	}

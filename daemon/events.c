@@ -375,8 +375,21 @@ bool events_before(struct client *c, uint64_t seq)
 	return c->events.n || earlier_in_hand(c, seq);
 }
 
+/* devmemctl inject slow-events: this resolver is "preempted" */
+static void maybe_slow(struct device *d)
+{
+	uint32_t n = atomic_load(&d->inject_slow_events);
+
+	while (n &&
+	       !atomic_compare_exchange_weak(&d->inject_slow_events, &n, n - 1))
+		;
+	if (n)
+		usleep(DM_SLOW_EVENT_MS * 1000);
+}
+
 void events_queue(struct client *c, const struct uffd_msg *m, uint64_t seq)
 {
+	maybe_slow(c->dev);
 	/* the kernel sends an mremap's events one after the other (the unmap
 	 * of what was at the destination, the remap, the unmap of the
 	 * source), and they only make sense in that order */
@@ -392,8 +405,36 @@ void events_queue(struct client *c, const struct uffd_msg *m, uint64_t seq)
 	pthread_mutex_unlock(&c->intake_lock);
 }
 
+/* The number the next message read will get */
+static uint64_t intake_next(struct client *c)
+{
+	uint64_t seq;
+
+	pthread_mutex_lock(&c->intake_lock);
+	seq = c->intake_seq;
+	pthread_mutex_unlock(&c->intake_lock);
+	return seq;
+}
+
+void events_settle(struct client *c)
+{
+	uint64_t seq = intake_next(c);
+
+	while (earlier_in_hand(c, seq))
+		usleep(10);
+}
+
 void events_wait(struct client *c)
 {
-	while (c->events.n)
-		pthread_cond_wait(&c->idle, &c->lock);
+	uint64_t seq = intake_next(c);
+
+	for (;;) {
+		while (c->events.n)
+			pthread_cond_wait(&c->idle, &c->lock);
+		if (!earlier_in_hand(c, seq))
+			return;
+		pthread_mutex_unlock(&c->lock);
+		usleep(10);
+		pthread_mutex_lock(&c->lock);
+	}
 }

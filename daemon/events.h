@@ -23,10 +23,16 @@ void events_queue(struct client *c, const struct uffd_msg *m, uint64_t seq);
 /* Was an event read before seq that is not applied yet?  (lock held) */
 bool events_before(struct client *c, uint64_t seq);
 
+/* Wait until every event read so far is queued (lock not held).  The
+ * client's syscall returns once its event is read, so what the client did
+ * before a request is queued before the request goes on. */
+void events_settle(struct client *c);
+
 /* Run queued events while their units are idle (lock held). */
 void events_run(struct client *c);
 
-/* Wait until no event is queued (lock held; drops it while waiting). */
+/* Wait until every event read so far is queued and applied (lock held;
+ * drops it while waiting). */
 void events_wait(struct client *c);
 
 #endif /* DEVMEM_EVENTS_H */

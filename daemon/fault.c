@@ -77,6 +77,17 @@ static void retry_later(struct client *c, const struct parked_fault *f)
 	q->f[q->n++] = *f;
 }
 
+/* Take the n oldest deferred faults off q into f (lock held) */
+static void retry_take(struct fault_queue *q, struct parked_fault *f,
+		       uint32_t n)
+{
+	if (!n)
+		return;
+	memcpy(f, q->f, n * sizeof(*f));
+	memmove(q->f, q->f + n, (q->n - n) * sizeof(*f));
+	q->n -= n;
+}
+
 void fault_retry(struct client *c)
 {
 	struct parked_fault f[32];
@@ -84,9 +95,7 @@ void fault_retry(struct client *c)
 
 	pthread_mutex_lock(&c->lock);
 	n = MIN(c->retry.n, ARRAY_SIZE(f));
-	memcpy(f, c->retry.f, n * sizeof(f[0]));
-	memmove(c->retry.f, c->retry.f + n, (c->retry.n - n) * sizeof(f[0]));
-	c->retry.n -= n;
+	retry_take(&c->retry, f, n);
 	pthread_mutex_unlock(&c->lock);
 	for (uint32_t i = 0; i < n; i++)
 		fault_resolve(c, &f[i]);
@@ -248,10 +257,7 @@ void fault_resolve(struct client *c, const struct parked_fault *fault)
 		/* give up the role and take what was deferred to it, in one
 		 * go: a fault deferred later finds no owner and goes on */
 		n = MIN(c->retry.n, ARRAY_SIZE(later));
-		memcpy(later, c->retry.f, n * sizeof(later[0]));
-		memmove(c->retry.f, c->retry.f + n,
-			(c->retry.n - n) * sizeof(later[0]));
-		c->retry.n -= n;
+		retry_take(&c->retry, later, n);
 		c->fault_owner = false;
 	}
 	pthread_mutex_unlock(&c->lock);

@@ -492,6 +492,10 @@ int migrate_finish(struct client *c, const struct dm_migrate *m)
 {
 	struct batch b;
 
+	/* libdevmem dropped the pages copied in place before FINISH: those
+	 * REMOVE events must be queued while the batch is current, or they
+	 * would discard what was just migrated */
+	events_settle(c);
 	pthread_mutex_lock(&c->lock);
 	b = c->batch;
 	if (!b.active || !b.committed || m->addr != b.addr ||

@@ -252,7 +252,7 @@ int dm_migrate_to_system(struct devmem *dm, uint64_t addr, uint64_t len,
 		err = dm_call(dm, DM_MIGRATE_BACK, &m, NULL, 0, NULL, 0, &rep);
 		br = rep.u.result_reply;
 		n = MIN(rep.ntail, DM_MAX_BATCH);
-		if (!err)
+		if (!err && n)
 			memcpy(moves, rep.tail, n * sizeof(moves[0]));
 		dm_msg_release(&rep);
 		if (err)
@@ -304,7 +304,7 @@ int dm_migrate_span_to_system(struct devmem *dm, uint64_t addr, uint64_t len)
 
 		err = dm_call(dm, DM_RANGES, &q, NULL, 0, NULL, 0, &rep);
 		n = MIN(rep.ntail, ARRAY_SIZE(ranges));
-		if (!err)
+		if (!err && n)
 			memcpy(ranges, rep.tail, n * sizeof(ranges[0]));
 		dm_msg_release(&rep);
 		if (err || !n)

@@ -151,8 +151,14 @@ struct dm_stats_reply {
 };
 
 struct dm_inject {
-	uint32_t what, count;
+	uint32_t what, count; /* what: DEVMEM_INJECT_* or DM_INJECT_* */
 };
+
+/* devmemctl only: the next count address-space events a resolver reads
+ * wait DM_SLOW_EVENT_MS before they are queued, as if the resolver had
+ * been preempted (widens the windows the event ordering must close) */
+#define DM_INJECT_SLOW_EVENTS 16
+#define DM_SLOW_EVENT_MS 50
 
 enum dm_policy_kind {
 	DM_POL_GRANULARITY, /* auto, 4k */

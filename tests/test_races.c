@@ -347,6 +347,67 @@ START_TEST(test_forked_child_lets_go)
 }
 END_TEST
 
+/* devmemctl inject slow-events n: the next n events a resolver reads wait
+ * 50 ms before devmemd queues them, as if it had been preempted */
+static void slow_events(unsigned n)
+{
+	char arg[16], out[256];
+
+	snprintf(arg, sizeof(arg), "%u", n);
+	ck_assert_int_eq(ctl_run(&D, out, sizeof(out),
+				 (const char *const[]){ "inject", "slow-events",
+							arg, NULL }),
+			 0);
+}
+
+/* A read-only range is copied in place, and libdevmem drops its pages
+ * before FINISH: the MADV_DONTNEED's events, however late devmemd queues
+ * them, must not discard what was just migrated */
+START_TEST(test_inplace_events_before_finish)
+{
+	char *p;
+
+	start();
+	p = map_aligned(2 * MB2, PROT_READ | PROT_WRITE, true);
+	fill_pat(p, MB2, 1);
+	fill_pat(p + MB2, MB2, 2);
+	ck_assert_int_eq(mprotect(p, 2 * MB2, PROT_READ), 0);
+	ck_assert_int_eq(devmem_register(dm, p, 2 * MB2), 0);
+	slow_events(2);
+	migrate(p, 2 * MB2, DEVMEM_TO_DEVICE, 0);
+	for (size_t i = 0; i < 2 * MB2; i += PG)
+		ck_assert_msg(snap_one(dm, p + i) & DEVMEM_PAGE_DEVICE,
+			      "page %zu is not on the device", i / PG);
+	ck_assert_uint_eq(bad_pages(p, MB2, 1), 0);
+	ck_assert_uint_eq(bad_pages(p + MB2, MB2, 2), 0);
+	stop();
+}
+END_TEST
+
+/* MADV_DONTNEED on device pages, then a request at once: the request sees
+ * the event applied (those pages read as zeros), however late devmemd
+ * queues it */
+START_TEST(test_request_after_madvise)
+{
+	char *p;
+
+	start();
+	p = map_aligned(2 * MB2, PROT_READ | PROT_WRITE, true);
+	fill_pat(p, MB2, 3);
+	fill_pat(p + MB2, MB2, 4);
+	ck_assert_int_eq(devmem_register(dm, p, 2 * MB2), 0);
+	migrate(p, 2 * MB2, DEVMEM_TO_DEVICE, 0);
+	slow_events(1);
+	ck_assert_int_eq(madvise(p, MB2, MADV_DONTNEED), 0);
+	migrate(p, 2 * MB2, DEVMEM_TO_SYSTEM, 0);
+	for (size_t i = 0; i < MB2; i += 8)
+		ck_assert_uint_eq(*(uint64_t *)(p + i), 0);
+	ck_assert_uint_eq(bad_pages(p + MB2, MB2, 4), 0);
+	ck_assert(wait_used(dm, 0));
+	stop();
+}
+END_TEST
+
 /* devmemd killed under a live client: device pages raise SIGBUS (not
  * zeros), system pages are intact, calls fail with -ENOTCONN, and munmap
  * does not wait for an event nobody will read */
@@ -403,6 +464,8 @@ static Suite *races_suite(void)
 	tcase_add_test(tc, test_mremap_while_migrating);
 	tcase_add_test(tc, test_mremap_while_evicting);
 	tcase_add_test(tc, test_forked_child_lets_go);
+	tcase_add_test(tc, test_inplace_events_before_finish);
+	tcase_add_test(tc, test_request_after_madvise);
 	tcase_add_test(tc, test_daemon_killed);
 	suite_add_tcase(s, tc);
 	return s;
