@@ -189,8 +189,8 @@ void note(const struct bench *b, const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static void keep_message(struct bench *b, const char *prefix, const char *fmt,
-			 va_list ap)
+static void __attribute__((format(printf, 3, 0)))
+keep_message(struct bench *b, const char *prefix, const char *fmt, va_list ap)
 {
 	char msg[512];
 	size_t n = strlen(prefix);

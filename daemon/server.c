@@ -37,10 +37,7 @@ struct conn {
 	uint8_t rbuf[DM_MAX_REQUEST];
 	struct iovec iov;
 	struct msghdr mh;
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * DM_MAX_FDS)];
-		struct cmsghdr align;
-	} ctl;
+	_Alignas(struct cmsghdr) char ctl[CMSG_SPACE(sizeof(int) * DM_MAX_FDS)];
 	/* work: under server->lock */
 	struct list_head requests;
 	unsigned nrequests;
@@ -128,8 +125,8 @@ static void arm_recv(struct server *s, struct conn *c)
 	memset(&c->mh, 0, sizeof(c->mh));
 	c->mh.msg_iov = &c->iov;
 	c->mh.msg_iovlen = 1;
-	c->mh.msg_control = c->ctl.buf;
-	c->mh.msg_controllen = sizeof(c->ctl.buf);
+	c->mh.msg_control = c->ctl;
+	c->mh.msg_controllen = sizeof(c->ctl);
 	io_uring_prep_recvmsg(sqe, c->session.fd, &c->mh, MSG_CMSG_CLOEXEC);
 	io_uring_sqe_set_data(sqe, tag(c, TAG_RECV));
 }

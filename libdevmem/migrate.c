@@ -41,6 +41,17 @@ static int vma_writable(uint64_t addr, uint64_t *end)
 	return ret;
 }
 
+/* Write a word's own value back, atomically (a concurrent writer's value
+ * is never lost).  A compare-and-exchange, because compilers may turn an
+ * atomic add of 0 into a plain load, which would not break COW. */
+static void write_same(uint64_t *word)
+{
+	uint64_t v = __atomic_load_n(word, __ATOMIC_RELAXED);
+
+	__atomic_compare_exchange_n(word, &v, v, false, __ATOMIC_SEQ_CST,
+				    __ATOMIC_RELAXED);
+}
+
 /*
  * Take the pages of [start, end) out of the CPU's reach into the slot at
  * dst: atomically, so a concurrent writer either wrote before (and its
@@ -65,8 +76,7 @@ static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
 		if (err == -EBUSY && busy_tries++ < 3 * (int)FOLIO_PAGES) {
 			/* a page still shared with a fork()ed child: a
 			 * write that changes nothing makes it ours (COW) */
-			__atomic_fetch_add((uint64_t *)(uintptr_t)at, 0,
-					   __ATOMIC_SEQ_CST);
+			write_same((uint64_t *)(uintptr_t)at);
 			continue;
 		}
 		if (err == -EEXIST && eexist_tries++ < (int)FOLIO_PAGES) {
