@@ -431,7 +431,8 @@ void print_fault(const struct bench *b, FILE *f)
 	fprintf(f,
 		"\n2. CPU-fault-driven return: migrate to the device, then read one byte of every\n"
 		"   4 KB page; a 2 MB device folio comes back whole on its first touch\n"
-		"   (faults = units), a 4 KB page on its own (faults = pages)\n");
+		"   (faults = units), a 4 KB page on its own (faults = pages); the touching\n"
+		"   thread stays on one CPU during a pass\n");
 	fprintf(f, "%-6s %-6s %8s | %-24s | %-24s | %7s | %-7s | %s\n", "size",
 		"buffer", "faults", "us/fault [min..max]", "pass ms [min..max]",
 		"GiB/s", "/memcpy", "/raw uffd");

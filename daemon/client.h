@@ -83,6 +83,8 @@ struct client {
 	struct resolver *resolvers; /* fault.c */
 	int nresolvers;
 	atomic_bool stopping;
+	_Atomic uint64_t fault_read_ns; /* when a resolver last read faults */
+	atomic_int fault_read_cpu;	/* and on which CPU */
 
 	pthread_mutex_t lock; /* everything below */
 	pthread_cond_t idle;  /* a unit stopped being busy */

@@ -25,7 +25,61 @@ struct resolver {
 	int cpu;
 	pthread_t thread;
 	bool started;
+	uint64_t read_ns; /* when this one last read faults */
 };
+
+/*
+ * Every resolver polls the userfaultfd, and every fault wakes them all.
+ * The one on the faulting thread's CPU runs at once and resolves it with
+ * a cheap local wake-up; another CPU's resolver wakes later, and while one
+ * thread faults page after page it would now and then take a later fault,
+ * whose wake-up then crosses CPUs (tens of µs here, against ~5 µs).  So a
+ * resolver that has read nothing lately, waking while another CPU's
+ * resolver reads faults, leaves the message to it for a moment, and naps
+ * if it was taken.  When both CPUs fault, both resolvers are hot and
+ * neither waits.
+ */
+#define HOT_NS 50000u  /* "lately" */
+#define DEFER_NS 5000u /* how long the message is left to the hot one */
+#define NAP_US 50      /* out of the poll set: no wake-up for a while */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool uffd_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0;
+}
+
+/* Should this resolver read now?  False if the hot one took the message. */
+static bool read_here(struct resolver *rs)
+{
+	struct client *c = rs->client;
+	uint64_t t = now_ns();
+
+	if (atomic_load(&c->fault_read_cpu) == rs->cpu ||
+	    t - atomic_load(&c->fault_read_ns) > HOT_NS ||
+	    t - rs->read_ns <= HOT_NS)
+		return true;
+	for (uint64_t end = t + DEFER_NS; now_ns() < end;)
+		if (!uffd_readable(c->uffd))
+			return false;
+	return true;
+}
+
+static void note_read(struct resolver *rs)
+{
+	rs->read_ns = now_ns();
+	atomic_store(&rs->client->fault_read_cpu, rs->cpu);
+	atomic_store(&rs->client->fault_read_ns, rs->read_ns);
+}
 
 int helper_move(struct client *c, uint64_t src, uint64_t dst, uint64_t len,
 		uint64_t *moved)
@@ -331,9 +385,15 @@ static void *resolver_main(void *arg)
 		 * CPU usually gets there first */
 		if (poll(&p, 1, -1) < 0)
 			continue; /* EINTR: are we stopping? */
+		if (!read_here(rs)) {
+			usleep(NAP_US);
+			continue;
+		}
 		n = intake(c, msgs, ARRAY_SIZE(msgs), &seq);
 		if (n == SIZE_MAX)
 			break;
+		if (n)
+			note_read(rs);
 		/* events first: held while resolving a fault (which can
 		 * take long), they would hold up other resolvers' events, and
 		 * the calls that sent them */

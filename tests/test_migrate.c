@@ -875,6 +875,15 @@ START_TEST(test_client_limit)
 				 (const char *const[]){ "status", NULL }),
 			 0);
 	ck_assert_ptr_nonnull(strstr(out, "client limit: 4096 KiB"));
+	/* one request bigger than the limit: its own units are busy in it,
+	 * so what fits moves and the call fails with -ENOMEM */
+	ck_assert_uint_eq(stats_of(dm).client_used, 0);
+	ck_assert_int_eq(devmem_migrate(dm, p, 4 * MB2, DEVMEM_TO_DEVICE, 0,
+					&res),
+			 -ENOMEM);
+	ck_assert_uint_eq(res.pages, 1024);
+	ck_assert_uint_eq(stats_of(dm).client_used, 4ul << 20);
+	ck_assert_int_eq(check_ints(p, 4 * MB2, 3), -1);
 	stop();
 }
 END_TEST
