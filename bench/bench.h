@@ -73,10 +73,13 @@ struct fault_result {
 	bool faults_known;
 };
 
-/* Section 3: memcpy between two THP-backed buffers of one size */
+/* Section 3: memcpy between two THP-backed buffers of one size; and into
+ * a freshly mapped THP-backed buffer, whose pages the kernel allocates and
+ * zeroes on the way (what any migration back to system memory pays) */
 struct memcpy_result {
 	bool done;
 	struct summary ms;
+	struct summary fresh_ms;
 };
 
 /* Where the raw userfaultfd handler thread runs */

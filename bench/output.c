@@ -246,6 +246,9 @@ static void json_ceiling(struct json *j, const struct bench *b)
 		j_u64(j, "size", b->opt.sizes[i]);
 		j_summary(j, "ms", &b->mcp[i].ms);
 		j_summary(j, "gibps", &rate);
+		rate = rate_of(&b->mcp[i].fresh_ms, b->opt.sizes[i]);
+		j_summary(j, "fresh_dst_ms", &b->mcp[i].fresh_ms);
+		j_summary(j, "fresh_dst_gibps", &rate);
 		j_close(j, '}');
 	}
 	j_close(j, ']');
@@ -381,6 +384,11 @@ static void csv_measurements(FILE *f, const struct bench *b)
 				&b->mcp[i].ms, NAN, NULL);
 			csv_row(f, "ceiling", size, "memcpy", "throughput",
 				"GiB/s", &r, NAN, NULL);
+			r = rate_of(&b->mcp[i].fresh_ms, size);
+			csv_row(f, "ceiling", size, "memcpy-fresh-dst", "time",
+				"ms", &b->mcp[i].fresh_ms, NAN, NULL);
+			csv_row(f, "ceiling", size, "memcpy-fresh-dst",
+				"throughput", "GiB/s", &r, NAN, NULL);
 		}
 		for (int m = 0; m < NMODES; m++) {
 			const struct mig_result *k = &b->mig[i][m];

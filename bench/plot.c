@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * devmem-bench --plot: throughput vs buffer size for 2 MB and 4 KB in both
- * directions, with memcpy as the ceiling line.  gnuplot draws it: the data
+ * directions, with memcpy (and memcpy into fresh memory) as ceiling lines.  gnuplot draws it: the data
  * and the script go to a temporary directory, and gnuplot is found in PATH
  * at run time (it is not a build dependency).
  */
@@ -61,12 +61,14 @@ static void put_value(FILE *f, double v)
 }
 
 /* One line per size: MiB, 2 MB S->D, 2 MB D->S, 4 KB S->D, 4 KB D->S,
- * memcpy, label.  Returns the number of sizes with a result. */
+ * memcpy, label, memcpy into fresh memory.  Returns the number of sizes
+ * with a result. */
 static unsigned write_data(const struct bench *b, FILE *f)
 {
 	unsigned rows = 0;
 
-	fputs("# MiB thp_s2d thp_d2s 4k_s2d 4k_d2s memcpy label (GiB/s)\n", f);
+	fputs("# MiB thp_s2d thp_d2s 4k_s2d 4k_d2s memcpy label memcpy_fresh (GiB/s)\n",
+	      f);
 	for (unsigned i = 0; i < b->opt.nsizes; i++) {
 		uint64_t size = b->opt.sizes[i];
 		char sz[16];
@@ -83,7 +85,9 @@ static unsigned write_data(const struct bench *b, FILE *f)
 					     : NAN);
 		}
 		put_value(f, memcpy_rate(b, i));
-		fprintf(f, " %s\n", size_str(size, sz, sizeof(sz)));
+		fprintf(f, " %s", size_str(size, sz, sizeof(sz)));
+		put_value(f, memcpy_fresh_rate(b, i));
+		fputc('\n', f);
 		rows++;
 	}
 	return rows;
@@ -113,7 +117,7 @@ static void write_script(const struct bench *b, FILE *f, const char *format,
 	      "set offsets graph 0.04, graph 0.04, 0, 0\n"
 	      "set yrange [0:*]\n"
 	      "set grid\n"
-	      "set key top left\n"
+	      "set key below\n"
 	      "set datafile missing '?'\n"
 	      "plot ",
 	      f);
@@ -122,7 +126,8 @@ static void write_script(const struct bench *b, FILE *f, const char *format,
 	      "  '' using 1:3 with linespoints lw 2 pt 5 title '2 MB Dev->Sys', \\\n"
 	      "  '' using 1:4 with linespoints lw 2 pt 6 title '4 KB Sys->Dev', \\\n"
 	      "  '' using 1:5 with linespoints lw 2 pt 4 title '4 KB Dev->Sys', \\\n"
-	      "  '' using 1:6 with lines lw 2 dt 2 lc rgb 'black' title 'memcpy (ceiling)'\n",
+	      "  '' using 1:6 with lines lw 2 dt 2 lc rgb 'black' title 'memcpy (ceiling)', \\\n"
+	      "  '' using 1:8 with lines lw 2 dt 3 lc rgb 'gray40' title 'memcpy into fresh memory'\n",
 	      f);
 }
 

@@ -24,6 +24,8 @@ const char *target_status_name(int status);
 
 /* memcpy GiB/s of size i (median), NAN if not measured */
 double memcpy_rate(const struct bench *b, unsigned i);
+/* GiB/s of memcpy into a freshly mapped buffer of size i (median) */
+double memcpy_fresh_rate(const struct bench *b, unsigned i);
 /* a / b, NAN if either is missing */
 double ratio(double a, double b);
 /* the raw userfaultfd round trip (µs) 4 KB faults are compared with: the
