@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -1274,6 +1275,94 @@ START_TEST(test_register_validation)
 }
 END_TEST
 
+/* The child of test_isolation: the same addresses as its parent, its own
+ * memory and its own connection.  Returns the failed step, 0 if none. */
+static int isolated_client(const char *sock, char *p, int go)
+{
+	struct devmem_result res;
+	uint8_t st[512];
+	devmem_t *c;
+	char ch;
+	int *m;
+
+	if (read(go, &ch, 1) != 1)
+		return 1;
+	fill_ints(p, MB2, 2); /* its own copy of the page */
+	if (devmem_connect(sock, &c))
+		return 2;
+	m = malloc(MB2);
+	if (!m)
+		return 3;
+	/* the parent's registration and device pages are not its own */
+	if (devmem_device_read(c, p, MB2, m, &res) != -EINVAL ||
+	    devmem_device_write(c, p, MB2, m, &res) != -EINVAL)
+		return 4;
+	if (devmem_migrate(c, p, MB2, DEVMEM_TO_SYSTEM, 0, &res) != -EINVAL ||
+	    devmem_migrate(c, p, MB2, DEVMEM_TO_DEVICE, 0, &res) != -EINVAL)
+		return 5;
+	if (devmem_unregister(c, p, MB2) != -EINVAL)
+		return 6;
+	if (devmem_snapshot(c, p, 512, st))
+		return 7;
+	for (int i = 0; i < 512; i++)
+		if (st[i] != DEVMEM_PAGE_ERROR)
+			return 8;
+	/* at the same addresses, its own memory is its own */
+	if (devmem_register(c, p, MB2) ||
+	    devmem_migrate(c, p, MB2, DEVMEM_TO_DEVICE, 0, &res) ||
+	    res.pages != 512)
+		return 9;
+	if (devmem_device_read(c, p, MB2, m, &res) ||
+	    check_ints(m, MB2, 2) != -1)
+		return 10;
+	if (check_ints(p, MB2, 2) != -1)
+		return 11;
+	free(m);
+	devmem_disconnect(c);
+	return 0;
+}
+
+/* Isolation: a client names only its own ranges.  A second process, at
+ * the very addresses where the first has device pages, gets -EINVAL for
+ * them, and its own memory there is its own; the first's data is intact */
+START_TEST(test_isolation)
+{
+	int go[2], st;
+	devmem_t *dm;
+	char *p;
+	pid_t pid;
+
+	start(&D, NULL);
+	p = map_aligned(MB2, RW, true);
+	fill_ints(p, MB2, 1);
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	pid = fork(); /* before any handle: nothing to bring back */
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(go[1]);
+		_exit(isolated_client(D.sock, p, go[0]));
+	}
+	close(go[0]);
+	dm = daemon_connect(&D);
+	reg(dm, p, MB2);
+	ck_assert_uint_eq(migrate(dm, p, MB2, DEVMEM_TO_DEVICE, 0).pages, 512);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "the second process failed at step %d (status %#x)",
+		      WIFEXITED(st) ? WEXITSTATUS(st) : -1, st);
+	close(go[1]);
+	/* (4 KB pages: taking over the THP it shared with the child split
+	 * it, as any write would) */
+	ck_assert(snap_all(dm, p, 512, DEVMEM_PAGE_DEVICE | DEVMEM_PAGE_WRITE));
+	ck_assert_uint_eq(stats_of(dm).client_used, MB2);
+	ck_assert_int_eq(check_ints(p, MB2, 1), -1);
+	devmem_disconnect(dm);
+	ck_assert_int_eq(stop(&D), 0);
+}
+END_TEST
+
 static long read_long_file(const char *path)
 {
 	FILE *f = fopen(path, "r");
@@ -1822,6 +1911,153 @@ START_TEST(test_garbage)
 		      "devmemd had %d fds and %d threads, now %d and %d", fds0,
 		      threads0, fds, threads);
 	devmem_disconnect(b.dm);
+	ck_assert_int_eq(stop(&D), 0);
+}
+END_TEST
+
+/* An attached client that lies: every address and length from the wire is
+ * checked against its own registrations (zero, unaligned, overflowing,
+ * beyond user space, larger than the device, outside what it registered,
+ * its staging area, out of order), each answered with an error, and devmemd
+ * keeps serving everyone */
+START_TEST(test_attached_bad_requests)
+{
+	const uint64_t top = UINT64_MAX & ~(PG - 1);
+	struct uffdio_api api = { .api = UFFD_API };
+	struct dm_attach att = { 0, 0, 1, 1, 0 };
+	struct dm_move mv = { 0, 0, 0, MB2 };
+	uint64_t p, r;
+	int fd, fds[2], sp[2];
+	char *staging;
+
+	start(&D, quiet_args);
+	/* what libdevmem would hand over: a userfaultfd, the helper's socket,
+	 * a staging area of two slots */
+	fds[0] = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	ck_assert_int_ge(fds[0], 0);
+	ck_assert_int_eq(ioctl(fds[0], UFFDIO_API, &api), 0);
+	ck_assert_int_eq(
+		socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+	fds[1] = sp[1];
+	staging = map_aligned(2 * MB2, RW, false);
+	att.staging = (uintptr_t)staging;
+	p = (uintptr_t)map_aligned(4 * MB2, RW, true);
+	r = p + MB2; /* registered: [r, r + MB2) */
+	fd = raw_connect(D.sock);
+	raw_hello(fd, DM_ROLE_CLIENT);
+	ck_assert_int_eq(raw_call(fd, DM_ATTACH, &att, NULL, 0, fds, 2, NULL),
+			 0);
+	ck_assert_int_eq(raw_call(fd, DM_ATTACH, &att, NULL, 0, fds, 2, NULL),
+			 -EALREADY);
+	ck_assert_int_eq(raw_call(fd, DM_REGISTER, &(struct dm_range){ r, MB2 },
+				  NULL, 0, NULL, 0, NULL),
+			 0);
+
+	/* spans that are no span at all */
+	{
+		const struct dm_range bad[] = {
+			{ r, 0 },	    { r + 1, PG },    { r, PG + 1 },
+			{ top, 2 * PG },    { top - PG, PG }, { r, UINT64_MAX },
+			{ 1ull << 47, PG }, { 0, PG },
+		};
+
+		for (unsigned i = 0; i < ARRAY_SIZE(bad); i++) {
+			ck_assert_int_eq(raw_call(fd, DM_REGISTER, &bad[i],
+						  NULL, 0, NULL, 0, NULL),
+					 -EINVAL);
+			ck_assert_int_eq(raw_call(fd, DM_UNREGISTER, &bad[i],
+						  NULL, 0, NULL, 0, NULL),
+					 -EINVAL);
+		}
+	}
+	/* the staging area, and overlaps, are not the client's to register */
+	ck_assert_int_lt(raw_call(fd, DM_REGISTER,
+				  &(struct dm_range){ att.staging, MB2 }, NULL,
+				  0, NULL, 0, NULL),
+			 0);
+	ck_assert_int_eq(raw_call(fd, DM_REGISTER,
+				  &(struct dm_range){ r - PG, 2 * PG }, NULL, 0,
+				  NULL, 0, NULL),
+			 -EEXIST);
+	/* migrations, accesses and snapshots outside the registration */
+	{
+		const struct dm_migrate bad[] = {
+			{ r, 0, 0, 1, 0 },
+			{ r + 1, PG, 0, 1, 0 },
+			{ r, MB2 + PG, 0, 1, 0 },
+			{ r - PG, 2 * PG, 0, 1, 0 },
+			{ p, MB2, 0, 1, 0 },
+			{ top, 2 * PG, 0, 1, 0 },
+			{ r, UINT64_MAX - PG + 1, 0, 1, 0 },
+			{ r, 1ull << 40, 0, 1, 0 },
+			{ r, PG, 0x80, 1, 0 },
+			{ att.staging, MB2, 0, 1, 0 },
+		};
+
+		for (unsigned i = 0; i < ARRAY_SIZE(bad); i++) {
+			ck_assert_int_lt(raw_call(fd, DM_MIGRATE_BEGIN, &bad[i],
+						  NULL, 0, NULL, 0, NULL),
+					 0);
+			ck_assert_int_lt(raw_call(fd, DM_MIGRATE_BACK, &bad[i],
+						  NULL, 0, NULL, 0, NULL),
+					 0);
+		}
+	}
+	{
+		const struct dm_access bad[] = {
+			{ r, 0, (uintptr_t)rawbuf },
+			{ r + MB2 - 1, 2, (uintptr_t)rawbuf },
+			{ p, PG, (uintptr_t)rawbuf },
+			{ r, UINT64_MAX, (uintptr_t)rawbuf },
+			{ top, 2 * PG, (uintptr_t)rawbuf },
+			{ r, PG, UINT64_MAX - 10 },
+		};
+
+		for (unsigned i = 0; i < ARRAY_SIZE(bad); i++) {
+			ck_assert_int_lt(raw_call(fd, DM_DEVICE_READ, &bad[i],
+						  NULL, 0, NULL, 0, NULL),
+					 0);
+			ck_assert_int_lt(raw_call(fd, DM_DEVICE_WRITE, &bad[i],
+						  NULL, 0, NULL, 0, NULL),
+					 0);
+		}
+	}
+	ck_assert_int_lt(raw_call(fd, DM_SNAPSHOT,
+				  &(struct dm_snapshot){ r, 0 }, NULL, 0, NULL,
+				  0, NULL),
+			 0);
+	ck_assert_int_lt(raw_call(fd, DM_SNAPSHOT,
+				  &(struct dm_snapshot){ r, 1ull << 40 }, NULL,
+				  0, NULL, 0, NULL),
+			 0);
+	ck_assert_int_lt(raw_call(fd, DM_SNAPSHOT,
+				  &(struct dm_snapshot){ top, 2 }, NULL, 0,
+				  NULL, 0, NULL),
+			 0);
+	/* steps out of order */
+	ck_assert_int_eq(raw_call(fd, DM_MIGRATE_COMMIT,
+				  &(struct dm_migrate){ r, MB2, 0, 1, 1 }, NULL,
+				  0, NULL, 0, NULL),
+			 -EPROTO);
+	ck_assert_int_eq(raw_call(fd, DM_MIGRATE_FINISH,
+				  &(struct dm_migrate){ r, MB2, 0, 1, 1 }, NULL,
+				  0, NULL, 0, NULL),
+			 -EPROTO);
+	mv.dst = r;
+	ck_assert_int_lt(
+		raw_call(fd, DM_MIGRATE_BACK_DONE, NULL, &mv, 1, NULL, 0, NULL),
+		0);
+	/* and the registration is still there, and still its own */
+	ck_assert_int_eq(raw_call(fd, DM_UNREGISTER,
+				  &(struct dm_range){ r, MB2 }, NULL, 0, NULL,
+				  0, NULL),
+			 0);
+	close(fd);
+	close(fds[0]);
+	close(sp[0]);
+	close(sp[1]);
+	assert_alive(&D);
+	fresh_client_works(&D, 5);
 	ck_assert_int_eq(stop(&D), 0);
 }
 END_TEST
@@ -3170,6 +3406,7 @@ static Suite *daemon_suite(void)
 	tcase_set_timeout(regi, 30);
 	tcase_add_unchecked_fixture(regi, NULL, left_teardown);
 	tcase_add_test(regi, test_register_validation);
+	tcase_add_test(regi, test_isolation);
 	tcase_add_test(regi, test_register_hugetlb);
 	tcase_add_test(regi, test_alloc_free);
 	suite_add_tcase(s, regi);
@@ -3184,6 +3421,7 @@ static Suite *daemon_suite(void)
 	tcase_add_unchecked_fixture(junk, NULL, left_teardown);
 	tcase_add_test(junk, test_garbage);
 	tcase_add_test(junk, test_unattached_requests);
+	tcase_add_test(junk, test_attached_bad_requests);
 	tcase_add_test(junk, test_flood);
 	tcase_add_test(junk, test_attach_refused_no_fd_leak);
 	tcase_add_test(junk, test_attach_not_uffd);
