@@ -162,7 +162,9 @@ static struct moved_page *collect(struct client *c, uint64_t from, uint64_t len,
 		}
 		if (keep)
 			u->huge = false;
-		client_unit_drop_if_empty(c, u);
+		/* emptied units are dropped once the pages are placed: one
+		 * may be a destination's unit too, and dropping it would
+		 * unregister the pages' new place */
 	}
 	free(vas);
 	*count_out = n;
@@ -229,7 +231,12 @@ static void remap(struct client *c, uint64_t from, uint64_t to, uint64_t len)
 		device_lru_touch(c->dev, u);
 	}
 	free(moved);
-	/* units made ahead that got no page */
+	/* source units the pages left, units made ahead that got none */
+	if (!pt_units_in(&c->pt, from, end, &vas, &nu)) {
+		for (uint32_t k = 0; k < nu; k++)
+			client_unit_drop_if_empty(c, pt_unit(&c->pt, vas[k]));
+		free(vas);
+	}
 	if (!pt_units_in(&c->pt, to, to + len, &vas, &nu)) {
 		for (uint32_t k = 0; k < nu; k++) {
 			struct unit *u = pt_unit(&c->pt, vas[k]);

@@ -62,17 +62,37 @@ int unit_return_page(struct client *c, struct unit *u, unsigned i)
 	return err;
 }
 
+/* Fill pages [i, k] of u, contiguous on the device, waiting out address
+ * space changes */
+static int fill_run(struct client *c, struct unit *u, unsigned i, unsigned k)
+{
+	const struct dpte *p = &u->pte[i];
+	uint64_t va = u->va + ((uint64_t)i << PAGE_SHIFT);
+	int err;
+
+	/* an event waits to be read: let the resolvers have the lock to read
+	 * it (the unit is ours: busy) */
+	while ((err = fill(c, va,
+			   p->flags & DPTE_ZERO
+				   ? NULL
+				   : pool_page(&c->dev->pool, p->dpfn),
+			   (uint64_t)(k - i + 1) << PAGE_SHIFT)) == -EAGAIN) {
+		pthread_mutex_unlock(&c->lock);
+		usleep(100);
+		pthread_mutex_lock(&c->lock);
+	}
+	return err;
+}
+
 unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 			unsigned last)
 {
-	const struct pool *pool = &c->dev->pool;
 	bool whole = u->huge && first == 0 && last == FOLIO_PAGES;
 	bool landed[FOLIO_PAGES] = { false };
 	unsigned returned = 0;
 
 	for (unsigned i = first; i < last; i++) {
-		struct dpte *p = &u->pte[i];
-		uint64_t va = u->va + ((uint64_t)i << PAGE_SHIFT);
+		const struct dpte *p = &u->pte[i];
 		unsigned k = i;
 		int err;
 
@@ -85,26 +105,20 @@ unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 			       !(p->flags & DPTE_ZERO) &&
 		       u->pte[k + 1].dpfn == u->pte[k].dpfn + 1)
 			k++;
-		/* an event waits to be read: let the resolvers have the
-		 * lock to read it (the unit is ours: busy) */
-		while ((err = fill(c, va,
-				   p->flags & DPTE_ZERO
-					   ? NULL
-					   : pool_page(pool, p->dpfn),
-				   (uint64_t)(k - i + 1) << PAGE_SHIFT)) ==
-		       -EAGAIN) {
-			pthread_mutex_unlock(&c->lock);
-			usleep(100);
-			pthread_mutex_lock(&c->lock);
-		}
-		if (!err) {
-			count(c, CNT_TO_SYSTEM, k - i + 1);
-			returned += k - i + 1;
+		err = fill_run(c, u, i, k);
+		/* one UFFDIO_COPY fills one VMA, and the run spans several
+		 * (or a part of it is unmapped): a page at a time */
+		if (err == -ENOENT && k > i)
 			for (unsigned j = i; j <= k; j++)
-				landed[j] = true;
-		}
+				landed[j] = !fill_run(c, u, j, j);
+		else
+			for (unsigned j = i; j <= k; j++)
+				landed[j] = !err;
 		i = k;
 	}
+	for (unsigned j = first; j < last; j++)
+		returned += landed[j];
+	count(c, CNT_TO_SYSTEM, returned);
 	if (whole && returned == FOLIO_PAGES) {
 		client_unit_free_all(c, u);
 	} else {

@@ -60,19 +60,22 @@ static void write_same(uint64_t *word)
 static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
 		    uint64_t dst, uint64_t *stop)
 {
-	uint64_t at = start;
+	uint64_t at = start, lim = end; /* lim: one UFFDIO_MOVE's end */
 	int busy_tries = 0, eexist_tries = 0;
 
 	*stop = end;
 	while (at < end) {
 		uint64_t moved, vend;
-		int err = dm_uffd_move(
-			dm->staging_uffd, dst + (at - start), at, end - at,
-			UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, &moved);
+		int err, writable;
 
+		if (at >= lim)
+			lim = end;
+		err = dm_uffd_move(dm->staging_uffd, dst + (at - start), at,
+				   lim - at, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+				   &moved);
 		at += moved;
 		if (!err)
-			break;
+			continue;
 		if (err == -EBUSY && busy_tries++ < 3 * (int)FOLIO_PAGES) {
 			/* a page still shared with a fork()ed child: a
 			 * write that changes nothing makes it ours (COW) */
@@ -87,7 +90,15 @@ static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
 				PAGE_SIZE, MADV_DONTNEED);
 			continue;
 		}
-		if (err == -EINVAL && vma_writable(at, &vend) == 0) {
+		writable = err == -EINVAL ? vma_writable(at, &vend) : -1;
+		if (writable == 1 && vend < lim) {
+			/* one UFFDIO_MOVE moves within one VMA, and the
+			 * range is several (mprotect, madvise, mremap split
+			 * it): one at a time */
+			lim = vend;
+			continue;
+		}
+		if (writable == 0) {
 			/* read-only: nobody can write it, so devmemd copies
 			 * it in place and we drop it after */
 			at = MIN(vend, end);
@@ -105,19 +116,26 @@ static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
 static int move_back(struct devmem *dm, uint64_t start, uint64_t end,
 		     uint64_t src)
 {
-	uint64_t moved, at = start;
+	uint64_t moved, vend, at = start, lim = end;
 	int err;
 
-	/* the slot's pages go back where they came from, page by page where
-	 * the whole piece cannot (a page the application faulted in since
-	 * stays, as the newer one) */
+	/* the slot's pages go back where they came from, a VMA at a time
+	 * and page by page where the whole piece cannot (a page the
+	 * application faulted in since stays, as the newer one) */
 	while (at < end) {
+		if (at >= lim)
+			lim = end;
 		err = dm_uffd_move(dm->uffd, at, src + (at & UNIT_MASK),
-				   end - at, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+				   lim - at, UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
 				   &moved);
 		at += moved;
 		if (!err)
-			return 0;
+			continue;
+		if (err == -EINVAL && vma_writable(at, &vend) >= 0 &&
+		    vend < lim) {
+			lim = vend;
+			continue;
+		}
 		if (err != -EEXIST)
 			return err;
 		at += PAGE_SIZE;

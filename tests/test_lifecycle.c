@@ -322,6 +322,81 @@ START_TEST(test_remap_keeps_folio)
 }
 END_TEST
 
+/* Device pages that mremap moves within their own 2 MB unit (the source
+ * unit empties while it is the destination's unit too) */
+START_TEST(test_remap_within_unit)
+{
+	const size_t len = 64 * PG;
+	char *map, *p;
+
+	start(NULL);
+	map = map_aligned(2 * MB2, PROT_READ | PROT_WRITE, false);
+	reg(map, 2 * MB2);
+	fill_ints(map, len, 21);
+	ck_assert_uint_eq(migrate(map, len, DEVMEM_TO_DEVICE).pages, 64);
+	p = mremap(map, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, map + MB2 / 2);
+	ck_assert_ptr_eq(p, map + MB2 / 2);
+	ck_assert(snap_all(dm, p, 64, S_DEV_W));
+	ck_assert_int_eq(check_ints(p, len, 21), -1);
+	ck_assert(wait_client_used(0));
+	/* and devmemd is still there */
+	ck_assert_uint_eq(migrate(p, len, DEVMEM_TO_DEVICE).pages, 64);
+	ck_assert_int_eq(check_ints(p, len, 21), -1);
+	munmap(map, 2 * MB2);
+	stop();
+}
+END_TEST
+
+/*
+ * A registered range the kernel keeps as several VMAs (here: a flag that
+ * differs on a few pages), one 2 MB unit across them: UFFDIO_MOVE and
+ * UFFDIO_COPY each take one VMA, so both directions go VMA by VMA.
+ */
+START_TEST(test_unit_spans_vmas)
+{
+	char *map;
+
+	start(NULL);
+	for (int populated = 0; populated < 2; populated++) {
+		struct devmem_result res;
+
+		map = map_aligned(2 * MB2, PROT_READ | PROT_WRITE, true);
+		ck_assert_int_eq(
+			madvise(map + MB2 / 2, 16 * PG, MADV_NOHUGEPAGE), 0);
+		reg(map, 2 * MB2);
+		if (populated)
+			fill_ints(map, 2 * MB2, 22);
+		res = migrate(map, 2 * MB2, DEVMEM_TO_DEVICE);
+		ck_assert_uint_eq(res.pages, 1024);
+		if (!populated) {
+			/* an order-9 folio across three VMAs, which the
+			 * device fills */
+			char *data = malloc(2 * MB2);
+
+			ck_assert_uint_eq(res.huge, 2);
+			ck_assert_ptr_nonnull(data);
+			fill_ints(data, 2 * MB2, 22);
+			ck_assert_int_eq(devmem_device_write(dm, map, 2 * MB2,
+							     data, &res),
+					 0);
+			free(data);
+		}
+		/* faults bring back the folios */
+		ck_assert_int_eq(check_ints(map, 2 * MB2, 22), -1);
+		fill_ints(map, 2 * MB2, 23);
+		ck_assert_uint_eq(migrate(map, 2 * MB2, DEVMEM_TO_DEVICE).pages,
+				  1024);
+		ck_assert_uint_eq(migrate(map, 2 * MB2, DEVMEM_TO_SYSTEM).pages,
+				  1024);
+		ck_assert_int_eq(check_ints(map, 2 * MB2, 23), -1);
+		ck_assert(wait_client_used(0));
+		ck_assert_int_eq(devmem_unregister(dm, map, 2 * MB2), 0);
+		munmap(map, 2 * MB2);
+	}
+	stop();
+}
+END_TEST
+
 /* ---- fork ---- */
 
 /* hmm-tests anon_write_child: the child sees the data; writes stay apart */
@@ -709,6 +784,8 @@ static Suite *lifecycle_suite(void)
 	tcase_set_timeout(remap, 60);
 	tcase_add_test(remap, test_remap_fault);
 	tcase_add_test(remap, test_remap_keeps_folio);
+	tcase_add_test(remap, test_remap_within_unit);
+	tcase_add_test(remap, test_unit_spans_vmas);
 	suite_add_tcase(s, remap);
 
 	tcase_set_timeout(fork_tc, 60);
