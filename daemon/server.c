@@ -390,16 +390,47 @@ static bool socket_alive(const char *path)
 	return alive;
 }
 
-int server_create(struct server **out, struct device *d, const char *path)
+/*
+ * Bind and listen under a temporary name, then rename it to path: the name
+ * appears already listening, so a client that waits for the file is served
+ * and a second devmemd never sees a socket that refuses (and takes it for
+ * stale).  Connections wait in the backlog until the event loop runs.
+ */
+static int listen_at(int fd, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct server *s;
-	struct stat st;
-	sigset_t set;
 	mode_t old;
 	int err;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%d", path,
+		     (int)getpid()) >= (int)sizeof(sa.sun_path))
+		strcpy(sa.sun_path, path); /* no room: in place */
+	old = umask(0177);
+	err = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ? -errno : 0;
+	umask(old);
+	if (err) {
+		log_err("cannot bind %s: %s", sa.sun_path, strerror(-err));
+		return err;
+	}
+	chmod(sa.sun_path, 0600);
+	if (listen(fd, 128) ||
+	    (strcmp(sa.sun_path, path) && rename(sa.sun_path, path))) {
+		err = -errno;
+		log_err("cannot listen on %s: %s", path, strerror(-err));
+		unlink(sa.sun_path);
+		return err;
+	}
+	return 0;
+}
+
+int server_create(struct server **out, struct device *d, const char *path)
+{
+	struct server *s;
+	struct stat st;
+	sigset_t set;
+	int err;
+
+	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return -ENAMETOOLONG;
 	if (socket_alive(path)) {
 		log_err("another devmemd is already serving %s", path);
@@ -421,7 +452,6 @@ int server_create(struct server **out, struct device *d, const char *path)
 		err = -errno;
 		goto fail;
 	}
-	strcpy(sa.sun_path, path);
 	/* stale: nobody answered; but never remove what is not a socket */
 	if (!lstat(path, &st) && !S_ISSOCK(st.st_mode)) {
 		log_err("%s exists and is not a socket", path);
@@ -429,15 +459,9 @@ int server_create(struct server **out, struct device *d, const char *path)
 		goto fail;
 	}
 	unlink(path);
-	old = umask(0177);
-	err = bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) ? -errno
-								     : 0;
-	umask(old);
-	if (err) {
-		log_err("cannot bind %s: %s", path, strerror(-err));
+	err = listen_at(s->listen_fd, path);
+	if (err)
 		goto fail;
-	}
-	chmod(path, 0600);
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -506,13 +530,6 @@ int server_start(struct server *s)
 
 	if (err) {
 		log_err("cannot start worker threads: %s", strerror(-err));
-		stop(s);
-		return err;
-	}
-	/* clients get in only now that everything is up */
-	if (listen(s->listen_fd, 128)) {
-		err = -errno;
-		log_err("cannot listen on %s: %s", s->path, strerror(-err));
 		stop(s);
 		return err;
 	}

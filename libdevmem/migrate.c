@@ -61,6 +61,7 @@ static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
 		    uint64_t dst, uint64_t *stop)
 {
 	uint64_t at = start, lim = end; /* lim: one UFFDIO_MOVE's end */
+	uint64_t busy_at = UINT64_MAX;
 	int busy_tries = 0, eexist_tries = 0;
 
 	*stop = end;
@@ -80,6 +81,17 @@ static int move_out(struct devmem *dm, uint64_t start, uint64_t end,
 			/* a page still shared with a fork()ed child: a
 			 * write that changes nothing makes it ours (COW) */
 			write_same((uint64_t *)(uintptr_t)at);
+			/* Still refused after that write: the page is in a
+			 * PTE-mapped THP that a fork() shared.  With the child
+			 * gone, the write kept the THP and made only this page
+			 * ours, but UFFDIO_MOVE asks the THP's first page, which
+			 * may stay shared or not even be ours.  MADV_COLD of
+			 * part of a THP no one else maps splits it, each page
+			 * keeping its own state; the data stays in place. */
+			if (at == busy_at)
+				madvise((void *)(uintptr_t)at, PAGE_SIZE,
+					MADV_COLD);
+			busy_at = at;
 			continue;
 		}
 		if (err == -EEXIST && eexist_tries++ < (int)FOLIO_PAGES) {

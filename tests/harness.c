@@ -188,6 +188,16 @@ long check_ints(const void *p, size_t len, int seed)
 	return -1;
 }
 
+long check_bytes(const void *p, size_t len, uint8_t v)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < len; i++)
+		if (b[i] != v)
+			return (long)i;
+	return -1;
+}
+
 struct devmem_stats stats_of(devmem_t *dm)
 {
 	struct devmem_stats st;

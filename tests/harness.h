@@ -45,6 +45,9 @@ void *map_aligned(size_t len, int prot, bool huge);
 void fill_ints(void *p, size_t len, int seed);
 /* Index of the first mismatch, or -1 */
 long check_ints(const void *p, size_t len, int seed);
+/* Index of the first byte of [p, p + len) that is not v, or -1.  (Check
+ * writes down every passing assertion: big buffers are checked in one.) */
+long check_bytes(const void *p, size_t len, uint8_t v);
 
 /* The stats of this client, asserting success */
 struct devmem_stats stats_of(devmem_t *dm);

@@ -480,6 +480,19 @@ static int count_threads(pid_t pid)
 	return count_threads_named(pid, NULL, 0);
 }
 
+/* devmemd's fds and threads at rest: the fewest seen over 200 ms (start()'s
+ * probe connection, or a client that just left, closes a moment later) */
+static void base_resources(pid_t pid, int *fds, int *threads)
+{
+	*fds = count_fds(pid);
+	*threads = count_threads(pid);
+	for (int i = 0; i < 20; i++) {
+		usleep(10000);
+		*fds = MIN(*fds, count_fds(pid));
+		*threads = MIN(*threads, count_threads(pid));
+	}
+}
+
 /* Wait (5 s) until devmemd is back to fds file descriptors and threads
  * threads; the final counts come back in *fds and *threads */
 static bool wait_resources(pid_t pid, int *fds, int *threads)
@@ -1625,8 +1638,9 @@ START_TEST(test_client_killed_loop)
 
 	start(&D, quiet_args);
 	obs = daemon_connect(&D);
-	fds0 = fds = count_fds(D.pid);
-	threads0 = threads = count_threads(D.pid);
+	base_resources(D.pid, &fds0, &threads0);
+	fds = fds0;
+	threads = threads0;
 	for (int i = 0; i < 20; i++) {
 		bool loop = i % 4 != 0;
 		unsigned delay = loop ? (unsigned)rand_r(&seed) % 5001 : 0;
@@ -1729,8 +1743,7 @@ static void busy_start(struct busy *b, pthread_t *th, int seed)
 	b->seed = seed;
 	reg(b->dm, b->p, b->len);
 	fill_ints(b->p, b->len, seed);
-	b->fds0 = count_fds(D.pid);
-	b->threads0 = count_threads(D.pid);
+	base_resources(D.pid, &b->fds0, &b->threads0);
 	ck_assert_int_eq(pthread_create(th, NULL, busy_main, b), 0);
 	for (int i = 0; i < 1000 && !atomic_load(&b->iters) && !b->err; i++)
 		usleep(10000);
@@ -2270,8 +2283,9 @@ START_TEST(test_attach_refused_no_fd_leak)
 	int fds0, threads0, fds, threads, fd;
 
 	start(&D, quiet_args);
-	fds0 = fds = count_fds(D.pid);
-	threads0 = threads = count_threads(D.pid);
+	base_resources(D.pid, &fds0, &threads0);
+	fds = fds0;
+	threads = threads0;
 	fd = raw_connect(D.sock);
 	raw_hello(fd, DM_ROLE_CLIENT);
 	for (int i = 0; i < 10; i++) {
@@ -2477,6 +2491,31 @@ START_TEST(test_socket_mode)
 	ck_assert_int_eq(stat(D.sock, &st), 0);
 	ck_assert_uint_eq(st.st_mode & 07777, 0600);
 	ck_assert_int_eq(stop(&D), 0);
+}
+END_TEST
+
+/* The socket accepts as soon as it exists: scripts wait for the file (the
+ * README example's test does), and a second devmemd must never see a
+ * socket that refuses and take it for stale */
+START_TEST(test_socket_ready)
+{
+	const char *argv[] = { devmemd_bin(), "--foreground", "--log-level",
+			       "warn",	      "--socket",     NULL,
+			       NULL };
+	struct daemon d;
+
+	for (int round = 0; round < 10; round++) {
+		struct stat st;
+
+		private_dir(&d);
+		argv[5] = d.sock;
+		d.pid = spawn(&(struct spawn){ .argv = argv });
+		for (int i = 0; i < 100000 && stat(d.sock, &st); i++)
+			usleep(50);
+		ck_assert_msg(accepts(d.sock), "round %d: %s refuses", round,
+			      d.sock);
+		ck_assert_int_eq(stop(&d), 0);
+	}
 }
 END_TEST
 
@@ -3156,8 +3195,9 @@ START_TEST(test_many_clients)
 	private_dir(&d);
 	dstart(&d, true, NULL, &(struct spawn){ .nofile = 4096 });
 	obs = daemon_connect(&d);
-	fds0 = fds = count_fds(d.pid);
-	threads0 = threads = count_threads(d.pid);
+	base_resources(d.pid, &fds0, &threads0);
+	fds = fds0;
+	threads = threads0;
 	p = mmap(NULL, N * PG, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(p, MAP_FAILED);
 	for (int i = 0; i < N; i++) {
@@ -3433,6 +3473,7 @@ static Suite *daemon_suite(void)
 	tcase_add_test(life, test_second_daemon);
 	tcase_add_test(life, test_stale_socket);
 	tcase_add_test(life, test_socket_mode);
+	tcase_add_test(life, test_socket_ready);
 	tcase_add_test(life, test_signals);
 	tcase_add_test(life, test_background);
 	tcase_add_test(life, test_bad_options);

@@ -522,6 +522,52 @@ START_TEST(test_fork_diverges)
 }
 END_TEST
 
+/*
+ * Part of a THP that a fork()ed child shared, the child gone: registering
+ * just that part splits the PMD while the THP is still shared, and then
+ * UFFDIO_MOVE refuses every page of it (EBUSY) until the THP is split, as
+ * it asks the THP's first page whether the THP is the parent's.  Also with
+ * that first page copied away (written while the child lived).
+ */
+START_TEST(test_fork_thp_part)
+{
+	for (int head_copied = 0; head_copied < 2; head_copied++) {
+		size_t off = 100 * PG, len = 64 * PG;
+		int *p, pfd[2], st;
+		char c = 0;
+		pid_t pid;
+
+		start(NULL);
+		p = map_aligned(MB2, PROT_READ | PROT_WRITE, true);
+		reg(p, MB2);
+		fill_ints(p, MB2, 7);
+		ck_assert_uint_eq(thp_pages(dm, p, MB2), 512);
+		ck_assert_int_eq(pipe(pfd), 0);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			if (read(pfd[0], &c, 1) != 1)
+				_exit(2);
+			_exit(check_ints(p, MB2, 7) == -1 ? 0 : 1);
+		}
+		/* the value it has, while the child lives: COW */
+		if (head_copied)
+			*(volatile int *)p = 7;
+		ck_assert_int_eq(write(pfd[1], &c, 1), 1);
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		close(pfd[0]);
+		close(pfd[1]);
+		ck_assert_uint_eq(
+			migrate((char *)p + off, len, DEVMEM_TO_DEVICE).pages,
+			len / PG);
+		ck_assert(snap_all(dm, (char *)p + off, len / PG, S_DEV_W));
+		ck_assert_int_eq(check_ints(p, MB2, 7), -1);
+		stop();
+	}
+}
+END_TEST
+
 /* ---- release, exit, kill, scrub ---- */
 
 /* hmm-tests migrate_release: everything evicted back at once */
@@ -668,21 +714,19 @@ START_TEST(test_scrub)
 	ck_assert_uint_eq(stats_of(other).used, len);
 	memset(buf, 0x55, len);
 	ck_assert_int_eq(devmem_device_read(other, b, len, buf, NULL), 0);
-	for (size_t i = 0; i < len; i++)
-		ck_assert_msg(!buf[i],
-			      "byte %zu of a new owner's device memory is %#x",
-			      i, (unsigned char)buf[i]);
+	ck_assert_msg(check_bytes(buf, len, 0) < 0,
+		      "byte %ld of a new owner's device memory is not 0",
+		      check_bytes(buf, len, 0));
 	/* a partial device write leaves the rest of the page zero */
 	ck_assert_int_eq(
 		devmem_device_write(other, b + 100, 10, "0123456789", NULL), 0);
 	ck_assert_int_eq(devmem_device_read(other, b, PG, buf, NULL), 0);
-	for (size_t i = 0; i < PG; i++)
-		ck_assert_int_eq(buf[i], i >= 100 && i < 110
-						 ? "0123456789"[i - 100]
-						 : 0);
-	for (size_t i = 0; i < len; i++)
-		ck_assert_int_eq(
-			b[i], i >= 100 && i < 110 ? "0123456789"[i - 100] : 0);
+	ck_assert(!memcmp(buf + 100, "0123456789", 10));
+	ck_assert_int_eq(check_bytes(buf, 100, 0), -1);
+	ck_assert_int_eq(check_bytes(buf + 110, PG - 110, 0), -1);
+	ck_assert(!memcmp(b + 100, "0123456789", 10));
+	ck_assert_int_eq(check_bytes(b, 100, 0), -1);
+	ck_assert_int_eq(check_bytes(b + 110, len - 110, 0), -1);
 	free(buf);
 	devmem_disconnect(other);
 	stop();
@@ -792,6 +836,7 @@ static Suite *lifecycle_suite(void)
 	tcase_add_test(fork_tc, test_anon_write_child);
 	tcase_add_test(fork_tc, test_cow_in_device);
 	tcase_add_test(fork_tc, test_fork_diverges);
+	tcase_add_test(fork_tc, test_fork_thp_part);
 	suite_add_tcase(s, fork_tc);
 
 	tcase_set_timeout(life, 120);
