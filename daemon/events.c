@@ -365,6 +365,28 @@ static void queue_event(struct client *c, const struct uffd_msg *m)
 	pthread_mutex_unlock(&c->lock);
 }
 
+static bool msg_touches(const struct uffd_msg *m, uint64_t start, uint64_t end)
+{
+	if (m->event == UFFD_EVENT_REMAP)
+		return (m->arg.remap.from < end &&
+			start < m->arg.remap.from + m->arg.remap.len) ||
+		       (m->arg.remap.to < end &&
+			start < m->arg.remap.to + m->arg.remap.len);
+	return m->arg.remove.start < end && start < m->arg.remove.end;
+}
+
+bool events_touch(struct client *c, uint64_t start, uint64_t end)
+{
+	for (uint32_t i = 0; i < c->events.n; i++)
+		if (!c->events.q[i].own &&
+		    msg_touches(&c->events.q[i].msg, start, end))
+			return true;
+	for (uint32_t i = 0; i < c->nin_hand; i++)
+		if (msg_touches(&c->in_hand[i].msg, start, end))
+			return true;
+	return false;
+}
+
 /* Is an event read before seq still in a resolver's hand? */
 static bool earlier_in_hand(struct client *c, uint64_t seq)
 {

@@ -23,6 +23,10 @@ void events_queue(struct client *c, const struct uffd_msg *m, uint64_t seq);
 /* Was an event read before seq that is not applied yet?  (lock held) */
 bool events_before(struct client *c, uint64_t seq);
 
+/* Does an event read but not applied yet change [start, end)?  (lock and
+ * intake_lock held: no event can be read meanwhile) */
+bool events_touch(struct client *c, uint64_t start, uint64_t end);
+
 /* Wait until every event read so far is queued (lock not held).  The
  * client's syscall returns once its event is read, so what the client did
  * before a request is queued before the request goes on. */

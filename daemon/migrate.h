@@ -51,8 +51,9 @@ unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 			unsigned last);
 
 /* Bring one page of a unit back for a CPU fault (counted as one), and wake
- * the faulting thread (lock held).  Returns 0, -EAGAIN (nothing changed: retry once the
- * pending event is read) or another error (the page stays on the device). */
+ * the faulting thread (lock held).  Returns 0, -EAGAIN (nothing changed:
+ * retry once the pending event is read and applied) or another error (the
+ * page stays on the device). */
 int unit_return_page(struct client *c, struct unit *u, unsigned i);
 
 /* Write a unit's whole folio to the staging slot at slot_va, from where the

@@ -25,15 +25,29 @@ static const uint8_t zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
  * without waking anyone: the caller wakes once its bookkeeping is done, so a
  * thread that reads its counters after a fault sees the fault.  -EAGAIN:
  * the client's address space is changing and an event waits to be read.
+ * -EBUSY: an event that changes the range was read but is not applied yet;
+ * the pages stay on the device for it to free or move.  The kernel lets
+ * fills through as soon as the event is read, but MADV_DONTNEED/FREE zap
+ * only after that, so data filled then would outlive the discard.  Events
+ * are read under intake_lock: none can slip in between check and fill.
  */
 static int fill(struct client *c, uint64_t dst, const void *src, uint64_t len)
 {
-	int err = src ? uffd_copy(c->uffd, dst, src, len, false)
-		      : uffd_zero(c->uffd, dst, len, false, false);
+	int err;
+
+	pthread_mutex_lock(&c->intake_lock);
+	if (events_touch(c, dst, dst + len))
+		err = -EBUSY;
+	else if (src)
+		err = uffd_copy(c->uffd, dst, src, len, false);
+	else
+		err = uffd_zero(c->uffd, dst, len, false, false);
+	pthread_mutex_unlock(&c->intake_lock);
 
 	/* -ESRCH: the process is gone; -ENOENT: the mapping is (munmap,
 	 * mremap: the event says where the pages go) */
-	if (err && err != -EAGAIN && err != -ESRCH && err != -ENOENT)
+	if (err && err != -EAGAIN && err != -EBUSY && err != -ESRCH &&
+	    err != -ENOENT)
 		log_warn("client %u: bringing %#llx (+%llu pages) back: %s",
 			 c->id, (unsigned long long)dst,
 			 (unsigned long long)(len >> PAGE_SHIFT),
@@ -50,9 +64,10 @@ int unit_return_page(struct client *c, struct unit *u, unsigned i)
 					    : pool_page(&c->dev->pool, p->dpfn),
 		       PAGE_SIZE);
 
-	/* the page stays on the device unless its data landed */
-	if (err == -EAGAIN)
-		return err;
+	/* the page stays on the device unless its data landed; the fault
+	 * is retried once the event is read and applied */
+	if (err == -EAGAIN || err == -EBUSY)
+		return -EAGAIN;
 	if (!err) {
 		count(c, CNT_CPU_FAULTS, 1);
 		count(c, CNT_TO_SYSTEM, 1);
@@ -107,8 +122,9 @@ unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 			k++;
 		err = fill_run(c, u, i, k);
 		/* one UFFDIO_COPY fills one VMA, and the run spans several
-		 * (or a part of it is unmapped): a page at a time */
-		if (err == -ENOENT && k > i)
+		 * (or a part of it is unmapped, or an event not applied yet
+		 * changes a part of it): a page at a time */
+		if ((err == -ENOENT || err == -EBUSY) && k > i)
 			for (unsigned j = i; j <= k; j++)
 				landed[j] = !fill_run(c, u, j, j);
 		else

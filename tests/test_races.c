@@ -207,31 +207,54 @@ static void *backer(void *arg)
 	return NULL;
 }
 
-/* a control connection evicting every unit of every client, in a loop */
-static void *evictor(void *arg)
+/* A control connection to D (buf: DM_MAX_MSG bytes); -1 on failure */
+static int control_open(uint8_t *buf)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct dm_hello hello = { DM_ROLE_CONTROL, DM_PROTO_VERSION,
 				  DM_PROTO_VERSION };
-	uint8_t *buf = malloc(DM_MAX_MSG);
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	struct dm_msg rep;
-	uint32_t id = 0;
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", D.sock);
-	if (!buf || fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
-	    dm_send_msg(fd, buf, DM_MAX_MSG, DM_HELLO, ++id, &hello, NULL, 0,
-			NULL, 0) ||
-	    dm_recv_msg(fd, buf, DM_MAX_MSG, &rep, NULL, NULL))
-		return (void *)1;
-	dm_msg_release(&rep);
-	while (!atomic_load(&stop_bg)) {
-		if (dm_send_msg(fd, buf, DM_MAX_MSG, DM_EVICT, ++id, NULL, NULL,
-				0, NULL, 0) ||
-		    dm_recv_msg(fd, buf, DM_MAX_MSG, &rep, NULL, NULL))
-			break;
-		dm_msg_release(&rep);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    dm_send_msg(fd, buf, DM_MAX_MSG, DM_HELLO, 1, &hello, NULL, 0, NULL,
+			0) ||
+	    dm_recv_msg(fd, buf, DM_MAX_MSG, &rep, NULL, NULL)) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
 	}
+	dm_msg_release(&rep);
+	return fd;
+}
+
+/* Evict every unit of every client, as devmemctl evict does */
+static int control_evict(int fd, uint8_t *buf, uint32_t id)
+{
+	struct dm_msg rep;
+
+	if (dm_send_msg(fd, buf, DM_MAX_MSG, DM_EVICT, id, NULL, NULL, 0, NULL,
+			0) ||
+	    dm_recv_msg(fd, buf, DM_MAX_MSG, &rep, NULL, NULL))
+		return -1;
+	dm_msg_release(&rep);
+	return 0;
+}
+
+/* a control connection evicting every unit of every client, in a loop */
+static void *evictor(void *arg)
+{
+	uint8_t *buf = malloc(DM_MAX_MSG);
+	uint32_t id = 1;
+	int fd = buf ? control_open(buf) : -1;
+
+	if (fd < 0) {
+		free(buf);
+		return (void *)1;
+	}
+	while (!atomic_load(&stop_bg) && !control_evict(fd, buf, ++id))
+		;
 	close(fd);
 	free(buf);
 	return NULL;
@@ -408,6 +431,41 @@ START_TEST(test_request_after_madvise)
 }
 END_TEST
 
+/* MADV_DONTNEED on device pages, then an eviction before devmemd queues the
+ * event: the kernel lets fills through once the event is read but zaps the
+ * range only after, so a fill then would bring the discarded data back */
+START_TEST(test_evict_after_madvise)
+{
+	uint8_t *buf = malloc(DM_MAX_MSG);
+	char *p;
+	int fd;
+
+	start();
+	ck_assert_ptr_nonnull(buf);
+	fd = control_open(buf);
+	ck_assert_int_ge(fd, 0);
+	p = map_aligned(2 * MB2, PROT_READ | PROT_WRITE, true);
+	fill_pat(p, MB2, 5);
+	fill_pat(p + MB2, MB2, 6);
+	ck_assert_int_eq(devmem_register(dm, p, 2 * MB2), 0);
+	migrate(p, MB2, DEVMEM_TO_DEVICE, 0);
+	migrate(p + MB2, MB2, DEVMEM_TO_DEVICE, DEVMEM_MIGRATE_4K);
+	slow_events(1);
+	ck_assert_int_eq(madvise(p + MB2 / 2, MB2, MADV_DONTNEED), 0);
+	ck_assert_int_eq(control_evict(fd, buf, 2), 0);
+	ck_assert_uint_eq(bad_pages(p, MB2 / 2, 5), 0);
+	for (size_t i = MB2 / 2; i < MB2 + MB2 / 2; i += 8)
+		ck_assert_msg(!*(uint64_t *)(p + i),
+			      "byte %#zx holds discarded data", i);
+	for (size_t i = MB2 + MB2 / 2; i < 2 * MB2; i += PG)
+		ck_assert_uint_eq(*(uint64_t *)(p + i), 6 ^ (i - MB2));
+	ck_assert(wait_used(dm, 0));
+	close(fd);
+	free(buf);
+	stop();
+}
+END_TEST
+
 /* devmemd killed under a live client: device pages raise SIGBUS (not
  * zeros), system pages are intact, calls fail with -ENOTCONN, and munmap
  * does not wait for an event nobody will read */
@@ -466,6 +524,7 @@ static Suite *races_suite(void)
 	tcase_add_test(tc, test_forked_child_lets_go);
 	tcase_add_test(tc, test_inplace_events_before_finish);
 	tcase_add_test(tc, test_request_after_madvise);
+	tcase_add_test(tc, test_evict_after_madvise);
 	tcase_add_test(tc, test_daemon_killed);
 	suite_add_tcase(s, tc);
 	return s;
