@@ -365,26 +365,41 @@ static void queue_event(struct client *c, const struct uffd_msg *m)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* Does the event change what [start, end) holds? */
 static bool msg_touches(const struct uffd_msg *m, uint64_t start, uint64_t end)
 {
-	if (m->event == UFFD_EVENT_REMAP)
+	switch (m->event) {
+	case UFFD_EVENT_REMAP:
 		return (m->arg.remap.from < end &&
 			start < m->arg.remap.from + m->arg.remap.len) ||
 		       (m->arg.remap.to < end &&
 			start < m->arg.remap.to + m->arg.remap.len);
-	return m->arg.remove.start < end && start < m->arg.remove.end;
+	case UFFD_EVENT_UNMAP:
+	case UFFD_EVENT_REMOVE:
+		return m->arg.remove.start < end && start < m->arg.remove.end;
+	default:
+		return false;
+	}
 }
 
-bool events_touch(struct client *c, uint64_t start, uint64_t end)
+bool events_fill_begin(struct client *c, uint64_t start, uint64_t end)
 {
-	for (uint32_t i = 0; i < c->events.n; i++)
-		if (!c->events.q[i].own &&
-		    msg_touches(&c->events.q[i].msg, start, end))
-			return true;
+	pthread_mutex_lock(&c->intake_lock);
 	for (uint32_t i = 0; i < c->nin_hand; i++)
 		if (msg_touches(&c->in_hand[i].msg, start, end))
-			return true;
+			goto stale;
+	for (uint32_t i = 0; i < c->events.n; i++)
+		if (msg_touches(&c->events.q[i].msg, start, end))
+			goto stale;
+	return true;
+stale:
+	pthread_mutex_unlock(&c->intake_lock);
 	return false;
+}
+
+void events_fill_end(struct client *c)
+{
+	pthread_mutex_unlock(&c->intake_lock);
 }
 
 /* Is an event read before seq still in a resolver's hand? */

@@ -23,10 +23,6 @@ void events_queue(struct client *c, const struct uffd_msg *m, uint64_t seq);
 /* Was an event read before seq that is not applied yet?  (lock held) */
 bool events_before(struct client *c, uint64_t seq);
 
-/* Does an event read but not applied yet change [start, end)?  (lock and
- * intake_lock held: no event can be read meanwhile) */
-bool events_touch(struct client *c, uint64_t start, uint64_t end);
-
 /* Wait until every event read so far is queued (lock not held).  The
  * client's syscall returns once its event is read, so what the client did
  * before a request is queued before the request goes on. */
@@ -38,5 +34,21 @@ void events_run(struct client *c);
 /* Wait until every event read so far is queued and applied (lock held;
  * drops it while waiting). */
 void events_wait(struct client *c);
+
+/*
+ * Before devmemd fills [start, end) in the client (UFFDIO_COPY, ZEROPAGE):
+ * false if an event read but not applied yet touches the span.  The kernel
+ * refuses fills only until the event is read (-EAGAIN); after that, an
+ * address devmemd took before an mremap may be the old place, which
+ * MREMAP_DONTUNMAP leaves mapped, registered and empty, and a fill would
+ * land there instead of following the pages (or refill what munmap or
+ * MADV_DONTNEED dropped).  The caller leaves the pages where devmemd has
+ * them, for the event to move or free, and tries again after it.
+ *
+ * True: no event can be read until events_fill_end(), so none that the
+ * fill does not see as -EAGAIN can slip in between (lock held).
+ */
+bool events_fill_begin(struct client *c, uint64_t start, uint64_t end);
+void events_fill_end(struct client *c);
 
 #endif /* DEVMEM_EVENTS_H */

@@ -243,8 +243,12 @@ static enum outcome try_resolve(struct client *c, const struct parked_fault *f,
 	}
 	if (!u || u->pte[i].state != DPTE_DEVICE) {
 		/* a hole next to device pages, or a page that came back
-		 * meanwhile (then this only wakes the thread) */
+		 * meanwhile (then this only wakes the thread); not where an
+		 * event read since the fault puts pages */
+		if (!events_fill_begin(c, addr, addr + PAGE_SIZE))
+			return AGAIN;
 		err = uffd_zero(c->uffd, addr, PAGE_SIZE, write, true);
+		events_fill_end(c);
 		if (err == -EAGAIN)
 			return AGAIN;
 		if (err == -ENOENT) /* unregistered meanwhile */
@@ -266,6 +270,12 @@ static enum outcome try_resolve(struct client *c, const struct parked_fault *f,
 		 * read the events the helper's move may wait for */
 		if (c->fault_owner && !*owner)
 			return AGAIN;
+		/* the folio lands at u->va: not if an event read since the
+		 * fault moves or drops what is there (events_fill_begin;
+		 * one read during the helper's move is not seen) */
+		if (!events_fill_begin(c, u->va, u->va + UNIT_SIZE))
+			return AGAIN;
+		events_fill_end(c);
 		slot = take_fault_slot(c);
 		if (slot >= 0) {
 			c->fault_owner = *owner = true;

@@ -25,29 +25,22 @@ static const uint8_t zero_page[PAGE_SIZE] __attribute__((aligned(PAGE_SIZE)));
  * without waking anyone: the caller wakes once its bookkeeping is done, so a
  * thread that reads its counters after a fault sees the fault.  -EAGAIN:
  * the client's address space is changing and an event waits to be read.
- * -EBUSY: an event that changes the range was read but is not applied yet;
- * the pages stay on the device for it to free or move.  The kernel lets
- * fills through as soon as the event is read, but MADV_DONTNEED/FREE zap
- * only after that, so data filled then would outlive the discard.  Events
- * are read under intake_lock: none can slip in between check and fill.
+ * -ESTALE: an event read but not applied yet moves or drops what is at dst
+ * (see events_fill_begin).
  */
 static int fill(struct client *c, uint64_t dst, const void *src, uint64_t len)
 {
 	int err;
 
-	pthread_mutex_lock(&c->intake_lock);
-	if (events_touch(c, dst, dst + len))
-		err = -EBUSY;
-	else if (src)
-		err = uffd_copy(c->uffd, dst, src, len, false);
-	else
-		err = uffd_zero(c->uffd, dst, len, false, false);
-	pthread_mutex_unlock(&c->intake_lock);
+	if (!events_fill_begin(c, dst, dst + len))
+		return -ESTALE;
+	err = src ? uffd_copy(c->uffd, dst, src, len, false)
+		  : uffd_zero(c->uffd, dst, len, false, false);
+	events_fill_end(c);
 
 	/* -ESRCH: the process is gone; -ENOENT: the mapping is (munmap,
 	 * mremap: the event says where the pages go) */
-	if (err && err != -EAGAIN && err != -EBUSY && err != -ESRCH &&
-	    err != -ENOENT)
+	if (err && err != -EAGAIN && err != -ESRCH && err != -ENOENT)
 		log_warn("client %u: bringing %#llx (+%llu pages) back: %s",
 			 c->id, (unsigned long long)dst,
 			 (unsigned long long)(len >> PAGE_SHIFT),
@@ -64,9 +57,8 @@ int unit_return_page(struct client *c, struct unit *u, unsigned i)
 					    : pool_page(&c->dev->pool, p->dpfn),
 		       PAGE_SIZE);
 
-	/* the page stays on the device unless its data landed; the fault
-	 * is retried once the event is read and applied */
-	if (err == -EAGAIN || err == -EBUSY)
+	/* the page stays on the device unless its data landed */
+	if (err == -EAGAIN || err == -ESTALE)
 		return -EAGAIN;
 	if (!err) {
 		count(c, CNT_CPU_FAULTS, 1);
@@ -77,8 +69,9 @@ int unit_return_page(struct client *c, struct unit *u, unsigned i)
 	return err;
 }
 
-/* Fill pages [i, k] of u, contiguous on the device, waiting out address
- * space changes */
+/* Fill pages [i, k] of u, contiguous on the device, waiting out events
+ * still to be read; -ESTALE if one read moves or drops them (it waits for
+ * this unit: the pages stay) */
 static int fill_run(struct client *c, struct unit *u, unsigned i, unsigned k)
 {
 	const struct dpte *p = &u->pte[i];
@@ -122,9 +115,8 @@ unsigned unit_return_4k(struct client *c, struct unit *u, unsigned first,
 			k++;
 		err = fill_run(c, u, i, k);
 		/* one UFFDIO_COPY fills one VMA, and the run spans several
-		 * (or a part of it is unmapped, or an event not applied yet
-		 * changes a part of it): a page at a time */
-		if ((err == -ENOENT || err == -EBUSY) && k > i)
+		 * (or a part of it is unmapped): a page at a time */
+		if (err == -ENOENT && k > i)
 			for (unsigned j = i; j <= k; j++)
 				landed[j] = !fill_run(c, u, j, j);
 		else
@@ -415,6 +407,10 @@ int migrate_back_done(struct client *c, const struct dm_move *moves, uint32_t n,
 	return 0;
 }
 
+/* How long eviction waits for the event of a unit it could not take back */
+#define EVICT_WAIT_LAPS 20
+#define EVICT_WAIT_US 100
+
 /* Take the least recently used idle unit off the LRU; NULL if none. */
 static struct client *lru_pick(struct device *d, struct client *only,
 			       uint64_t *va, uint64_t *serial)
@@ -441,29 +437,43 @@ static struct client *lru_pick(struct device *d, struct client *only,
 
 int migrate_evict_one(struct device *d, struct client *only)
 {
-	uint64_t va, serial;
+	uint64_t va, serial, kept = 0;
+	unsigned laps = 0;
 	struct client *c;
 
 	/* an entry may be stale (the unit went back or got busy since); it
 	 * is off the list now, so this ends */
 	while ((c = lru_pick(d, only, &va, &serial))) {
 		struct unit *u;
-		bool evicted = false;
+		bool evicted = false, tried = false;
 
 		pthread_mutex_lock(&c->lock);
 		u = pt_unit(&c->pt, va);
 		if (u && u->serial == serial && u->ndevice &&
 		    atomic_load(&u->busy) == UNIT_IDLE) {
 			atomic_store(&u->busy, BUSY_EVICT);
-			unit_return_4k(c, u, 0, FOLIO_PAGES);
-			count(c, CNT_EVICTIONS, 1);
-			client_unbusy_resolve(c, u);
-			evicted = true;
+			evicted = unit_return_4k(c, u, 0, FOLIO_PAGES) > 0;
+			if (evicted)
+				count(c, CNT_EVICTIONS, 1);
+			client_unbusy_resolve(c, u); /* kept: back on the LRU */
+			tried = true;
 		}
 		pthread_mutex_unlock(&c->lock);
 		client_put(c);
 		if (evicted)
 			return 1;
+		if (!tried)
+			continue;
+		/* nothing landed: an event the client's resolvers have read
+		 * moves or frees the pages (or the client is gone).  Try the
+		 * others; back at this one, give the event a moment. */
+		if (!kept) {
+			kept = serial;
+		} else if (serial == kept) {
+			if (++laps > EVICT_WAIT_LAPS)
+				break;
+			usleep(EVICT_WAIT_US);
+		}
 	}
 	return 0;
 }

@@ -1408,25 +1408,20 @@ static void trim(uint8_t *res, size_t reslen, uint8_t *dst, size_t len)
 		munmap(dst + len, (size_t)(res + reslen - (dst + len)));
 }
 
-/* Move every mapped piece (VMA, not PROT_NONE) of [from, from + len) to the
- * same offset at to.  Linux 6.17+ moves multi-VMA ranges VMA by VMA, and a
- * move that meets a VMA it cannot take along (userfaultfd-armed) fails with
- * EFAULT after moving the ones before it: this puts them back.  Returns the
- * number of pieces moved, or -1. */
-static int move_pieces(struct client *cl, uint8_t *from, size_t len,
-		       uint8_t *to)
+/* The mapped pieces (VMAs, not PROT_NONE) of [lo, hi), at most max; -1 if
+ * /proc/self/maps cannot be read */
+static int read_pieces(struct client *cl, uintptr_t lo, uintptr_t hi,
+		       uintptr_t (*piece)[2], int max)
 {
-	uintptr_t lo = (uintptr_t)from, hi = lo + len;
-	uintptr_t piece[64][2];
 	char line[512];
-	int n = 0, moved = 0;
+	int n = 0;
 	FILE *f = fopen("/proc/self/maps", "re");
 
 	if (!f) {
 		cfail(cl, C_errors, "/proc/self/maps: %s", strerror(errno));
 		return -1;
 	}
-	while (fgets(line, sizeof(line), f) && n < 64) {
+	while (fgets(line, sizeof(line), f) && n < max) {
 		unsigned long s, e;
 		char perms[8];
 
@@ -1439,21 +1434,53 @@ static int move_pieces(struct client *cl, uint8_t *from, size_t len,
 		n++;
 	}
 	fclose(f);
-	for (int i = 0; i < n; i++) {
-		uintptr_t s = piece[i][0], sz = piece[i][1] - s;
-		uint8_t *dst = to + (s - lo);
+	return n;
+}
 
-		if (mremap((void *)s, sz, sz, MREMAP_MAYMOVE | MREMAP_FIXED,
-			   dst) == MAP_FAILED) {
+/* Move every mapped piece (VMA, not PROT_NONE) of [from, from + len) to the
+ * same offset at to.  Linux 6.17+ moves multi-VMA ranges VMA by VMA, and a
+ * move that meets a VMA it cannot take along (userfaultfd-armed) fails with
+ * EFAULT after moving the ones before it: this puts them back.  devmemd
+ * unregisters a unit when its last device page leaves, an eviction at any
+ * moment, which splits the VMA around it: a piece read from
+ * /proc/self/maps a moment ago may have become several, and its own move
+ * fails with EFAULT.  Then what is left is read again.  Returns the number
+ * of pieces moved, or -1. */
+static int move_pieces(struct client *cl, uint8_t *from, size_t len,
+		       uint8_t *to)
+{
+	uintptr_t lo = (uintptr_t)from, hi = lo + len;
+	uintptr_t piece[64][2];
+	int moved = 0;
+
+	for (int round = 0; round < 16; round++) {
+		int n = read_pieces(cl, lo, hi, piece, 64);
+		int i;
+
+		if (n < 0)
+			return -1;
+		for (i = 0; i < n; i++) {
+			uintptr_t s = piece[i][0], sz = piece[i][1] - s;
+			uint8_t *dst = to + (s - lo);
+
+			if (mremap((void *)s, sz, sz,
+				   MREMAP_MAYMOVE | MREMAP_FIXED,
+				   dst) != MAP_FAILED) {
+				moved++;
+				continue;
+			}
+			if (errno == EFAULT && round < 15)
+				break; /* split meanwhile: read again */
 			cfail(cl, C_errors,
 			      "mremap(%#lx, %#lx -> %p) of a piece back: %s",
 			      (unsigned long)s, (unsigned long)sz, dst,
 			      strerror(errno));
 			return -1;
 		}
-		moved++;
+		if (i == n)
+			return moved;
 	}
-	return moved;
+	return moved; /* not reached */
 }
 
 /* The old place of a MREMAP_DONTUNMAP move reads zeros, takes writes, and

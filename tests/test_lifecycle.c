@@ -347,6 +347,89 @@ START_TEST(test_remap_within_unit)
 }
 END_TEST
 
+/* devmemctl inject slow-events n: the next n events a resolver reads wait
+ * 50 ms before devmemd queues them, as if it had been preempted */
+static void slow_events(unsigned n)
+{
+	char arg[16], out[256];
+
+	snprintf(arg, sizeof(arg), "%u", n);
+	ck_assert_int_eq(ctl_run(&D, out, sizeof(out),
+				 (const char *const[]){ "inject", "slow-events",
+							arg, NULL }),
+			 0);
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 +
+	       (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/*
+ * Device pages evicted right after an mremap(MREMAP_DONTUNMAP) whose event
+ * devmemd has read but not applied yet (held 50 ms here).  The kernel takes
+ * fills again once the event is read, and the old place is still mapped,
+ * registered and empty: pages written back to their old addresses would
+ * land there, and the new place would read zeros.  Another client's
+ * migration into the full device evicts them.
+ */
+START_TEST(test_remap_dontunmap_evicting)
+{
+	const char *const args[] = { "--size", "2M", NULL };
+	devmem_t *other;
+	bool hit = false;
+
+	start(args);
+	other = daemon_connect(&D);
+	for (int round = 0; round < 8 && !hit; round++) {
+		char *map = map_aligned(4 * MB2, PROT_READ | PROT_WRITE, false);
+		char *q = map_aligned(MB2, PROT_READ | PROT_WRITE, false);
+		char *dst = map + 2 * MB2, *p;
+		struct timespec t0;
+		int err;
+
+		reg(map, MB2);
+		fill_ints(map, MB2, round);
+		ck_assert_uint_eq(migrate(map, MB2, DEVMEM_TO_DEVICE).pages,
+				  512);
+		ck_assert_int_eq(devmem_register(other, q, MB2), 0);
+		fill_ints(q, MB2, 100 + round);
+		slow_events(1);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		p = mremap(map, MB2, MB2,
+			   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+			   dst);
+		ck_assert_ptr_eq(p, dst);
+		err = devmem_migrate(other, q, MB2, DEVMEM_TO_DEVICE, 0, NULL);
+		ck_assert_msg(!err || err == -ENOMEM, "devmem_migrate: %s",
+			      devmem_strerror(err));
+		/* done while devmemd still held the event? */
+		hit = ms_since(&t0) < 40;
+		ck_assert_msg(check_ints(p, MB2, round) == -1,
+			      "round %d: the data did not follow the mapping",
+			      round);
+		ck_assert_msg(check_bytes(map, MB2, 0) == -1,
+			      "round %d: the place left behind is not empty",
+			      round);
+		ck_assert_int_eq(check_ints(q, MB2, 100 + round), -1);
+		ck_assert(wait_client_used(0));
+		ck_assert_int_eq(devmem_unregister(dm, p, MB2), 0);
+		ck_assert_int_eq(devmem_unregister(dm, map, MB2), 0);
+		ck_assert_int_eq(devmem_unregister(other, q, MB2), 0);
+		munmap(map, 4 * MB2);
+		munmap(q, MB2);
+	}
+	ck_assert_msg(hit, "the eviction never came while the event was held");
+	devmem_disconnect(other);
+	ck_assert(wait_used(dm, 0));
+	stop();
+}
+END_TEST
+
 /*
  * A registered range the kernel keeps as several VMAs (here: a flag that
  * differs on a few pages), one 2 MB unit across them: UFFDIO_MOVE and
@@ -829,6 +912,7 @@ static Suite *lifecycle_suite(void)
 	tcase_add_test(remap, test_remap_fault);
 	tcase_add_test(remap, test_remap_keeps_folio);
 	tcase_add_test(remap, test_remap_within_unit);
+	tcase_add_test(remap, test_remap_dontunmap_evicting);
 	tcase_add_test(remap, test_unit_spans_vmas);
 	suite_add_tcase(s, remap);
 
