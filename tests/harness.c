@@ -255,3 +255,14 @@ size_t thp_pages(devmem_t *dm, const void *p, size_t len)
 	free(st);
 	return huge;
 }
+
+void slow_events(const struct daemon *d, unsigned n)
+{
+	char arg[16], out[256];
+
+	snprintf(arg, sizeof(arg), "%u", n);
+	ck_assert_int_eq(ctl_run(d, out, sizeof(out),
+				 (const char *const[]){ "inject", "slow-events",
+							arg, NULL }),
+			 0);
+}

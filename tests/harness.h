@@ -36,6 +36,9 @@ devmem_t *daemon_connect(const struct daemon *d);
  * exit status. */
 int ctl_run(const struct daemon *d, char *out, size_t outlen,
 	    const char *const *args);
+/* devmemctl inject slow-events n: the next n events a resolver reads wait
+ * 50 ms before devmemd queues them, as if it had been preempted */
+void slow_events(const struct daemon *d, unsigned n);
 
 /* 2 MB-aligned anonymous private mapping; huge: MADV_HUGEPAGE, else
  * MADV_NOHUGEPAGE.  Never fails (asserts). */

@@ -480,16 +480,24 @@ static int count_threads(pid_t pid)
 	return count_threads_named(pid, NULL, 0);
 }
 
-/* devmemd's fds and threads at rest: the fewest seen over 200 ms (start()'s
- * probe connection, or a client that just left, closes a moment later) */
+/* devmemd's fds and threads at rest: the same for 100 ms (start()'s probe
+ * connection, or a client that just left, closes a moment later; worker
+ * threads start while the socket already accepts) */
 static void base_resources(pid_t pid, int *fds, int *threads)
 {
+	int same = 0;
+
 	*fds = count_fds(pid);
 	*threads = count_threads(pid);
-	for (int i = 0; i < 20; i++) {
+	for (int i = 0; i < 500 && same < 10; i++) {
+		int f, t;
+
 		usleep(10000);
-		*fds = MIN(*fds, count_fds(pid));
-		*threads = MIN(*threads, count_threads(pid));
+		f = count_fds(pid);
+		t = count_threads(pid);
+		same = f == *fds && t == *threads ? same + 1 : 0;
+		*fds = f;
+		*threads = t;
 	}
 }
 

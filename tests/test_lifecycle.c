@@ -347,19 +347,6 @@ START_TEST(test_remap_within_unit)
 }
 END_TEST
 
-/* devmemctl inject slow-events n: the next n events a resolver reads wait
- * 50 ms before devmemd queues them, as if it had been preempted */
-static void slow_events(unsigned n)
-{
-	char arg[16], out[256];
-
-	snprintf(arg, sizeof(arg), "%u", n);
-	ck_assert_int_eq(ctl_run(&D, out, sizeof(out),
-				 (const char *const[]){ "inject", "slow-events",
-							arg, NULL }),
-			 0);
-}
-
 static double ms_since(const struct timespec *t0)
 {
 	struct timespec t;
@@ -398,7 +385,7 @@ START_TEST(test_remap_dontunmap_evicting)
 				  512);
 		ck_assert_int_eq(devmem_register(other, q, MB2), 0);
 		fill_ints(q, MB2, 100 + round);
-		slow_events(1);
+		slow_events(&D, 1);
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		p = mremap(map, MB2, MB2,
 			   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,

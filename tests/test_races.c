@@ -370,19 +370,6 @@ START_TEST(test_forked_child_lets_go)
 }
 END_TEST
 
-/* devmemctl inject slow-events n: the next n events a resolver reads wait
- * 50 ms before devmemd queues them, as if it had been preempted */
-static void slow_events(unsigned n)
-{
-	char arg[16], out[256];
-
-	snprintf(arg, sizeof(arg), "%u", n);
-	ck_assert_int_eq(ctl_run(&D, out, sizeof(out),
-				 (const char *const[]){ "inject", "slow-events",
-							arg, NULL }),
-			 0);
-}
-
 /* A read-only range is copied in place, and libdevmem drops its pages
  * before FINISH: the MADV_DONTNEED's events, however late devmemd queues
  * them, must not discard what was just migrated */
@@ -396,7 +383,7 @@ START_TEST(test_inplace_events_before_finish)
 	fill_pat(p + MB2, MB2, 2);
 	ck_assert_int_eq(mprotect(p, 2 * MB2, PROT_READ), 0);
 	ck_assert_int_eq(devmem_register(dm, p, 2 * MB2), 0);
-	slow_events(2);
+	slow_events(&D, 2);
 	migrate(p, 2 * MB2, DEVMEM_TO_DEVICE, 0);
 	for (size_t i = 0; i < 2 * MB2; i += PG)
 		ck_assert_msg(snap_one(dm, p + i) & DEVMEM_PAGE_DEVICE,
@@ -420,7 +407,7 @@ START_TEST(test_request_after_madvise)
 	fill_pat(p + MB2, MB2, 4);
 	ck_assert_int_eq(devmem_register(dm, p, 2 * MB2), 0);
 	migrate(p, 2 * MB2, DEVMEM_TO_DEVICE, 0);
-	slow_events(1);
+	slow_events(&D, 1);
 	ck_assert_int_eq(madvise(p, MB2, MADV_DONTNEED), 0);
 	migrate(p, 2 * MB2, DEVMEM_TO_SYSTEM, 0);
 	for (size_t i = 0; i < MB2; i += 8)
@@ -450,7 +437,7 @@ START_TEST(test_evict_after_madvise)
 	ck_assert_int_eq(devmem_register(dm, p, 2 * MB2), 0);
 	migrate(p, MB2, DEVMEM_TO_DEVICE, 0);
 	migrate(p + MB2, MB2, DEVMEM_TO_DEVICE, DEVMEM_MIGRATE_4K);
-	slow_events(1);
+	slow_events(&D, 1);
 	ck_assert_int_eq(madvise(p + MB2 / 2, MB2, MADV_DONTNEED), 0);
 	ck_assert_int_eq(control_evict(fd, buf, 2), 0);
 	ck_assert_uint_eq(bad_pages(p, MB2 / 2, 5), 0);
