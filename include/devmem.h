@@ -57,8 +57,8 @@ int devmem_device_write(devmem_t *dm, void *addr, size_t len, const void *buf,
 #define DEVMEM_PAGE_NONE 0x00  /* managed, not populated */
 #define DEVMEM_PAGE_READ 0x01
 #define DEVMEM_PAGE_WRITE 0x02
-#define DEVMEM_PAGE_HUGE \
-	0x04 /* part of a 2 MB folio (device) or THP (system) */
+/* part of a 2 MB folio (device) or THP (system) */
+#define DEVMEM_PAGE_HUGE 0x04
 #define DEVMEM_PAGE_ZERO 0x10
 #define DEVMEM_PAGE_DEVICE 0x20 /* resident in device memory */
 int devmem_snapshot(devmem_t *dm, const void *addr, size_t npages,

@@ -22,14 +22,14 @@
 
 extern char **environ;
 
-static const char *env_or(const char *name, const char *dflt)
+const char *env_or(const char *name, const char *dflt)
 {
 	const char *v = getenv(name);
 
 	return v && v[0] ? v : dflt;
 }
 
-static bool accepts(const char *path)
+bool accepts(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);

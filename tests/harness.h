@@ -22,6 +22,11 @@ struct daemon {
 	char sock[100];
 };
 
+/* $name if set and not empty, else dflt */
+const char *env_or(const char *name, const char *dflt);
+/* Does a listening socket answer at path? */
+bool accepts(const char *path);
+
 /* Start devmemd --foreground --socket <private> with extra arguments (NULL
  * terminated, may be NULL); returns once it accepts connections.  The daemon
  * dies with the test process. */

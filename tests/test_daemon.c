@@ -131,13 +131,6 @@ static void left_teardown(void)
 
 /* ---- processes ---- */
 
-static const char *env_or(const char *name, const char *dflt)
-{
-	const char *v = getenv(name);
-
-	return v && v[0] ? v : dflt;
-}
-
 static const char *devmemd_bin(void)
 {
 	return env_or("DEVMEMD", "./devmemd");
@@ -330,19 +323,6 @@ static int run_ctl(const char *sock, const char *const *args, char *out,
 		cat_argv(argv, 40,
 			 (const char *const[]){ devmemctl_bin(), NULL }, args);
 	return run(argv, out, outlen, err, errlen);
-}
-
-static bool accepts(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	bool ok;
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	ok = fd >= 0 && !connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	if (fd >= 0)
-		close(fd);
-	return ok;
 }
 
 /* A private directory for a socket: d->dir, d->sock */
